@@ -1,0 +1,59 @@
+"""The one place that picks a sampler. Callers never test the platform.
+
+A sampler has `name`, `sample() -> Snapshot` (raises SampleError, never returns
+an empty snapshot for a failure) and `close()`. Candidates are tried in order;
+the reasons the better ones were unavailable are kept for `portbell status`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..errors import SampleError
+from ..model import Owner, Snapshot
+
+NAMES = ("sockdiag", "psutil")
+
+
+class Sampler(Protocol):
+    name: str
+
+    def sample(self) -> Snapshot: ...
+
+    def close(self) -> None: ...
+
+
+def create(name: str) -> Sampler:
+    if name == "sockdiag":
+        import sys
+
+        if not sys.platform.startswith("linux"):
+            raise SampleError("sock_diag is Linux only", sampler=name)
+        from ._sockdiag import SockDiagSampler
+
+        return SockDiagSampler()
+    if name == "psutil":
+        from ._psutil import PsutilSampler
+
+        return PsutilSampler()
+    raise SampleError(f"unknown sampler {name!r} (choose from {', '.join(NAMES)})", sampler=name)
+
+
+def open_sampler(prefer: str | None = None) -> tuple[Sampler, list[str]]:
+    """The best sampler that works here, and why any better one was skipped."""
+    skipped: list[str] = []
+    for name in (prefer,) if prefer else NAMES:
+        try:
+            sampler = create(name)
+            sampler.sample()  # prove it works before anyone relies on it
+            return sampler, skipped
+        except SampleError as err:
+            skipped.append(f"{name}: {err}")
+    raise SampleError("no sampler works here: " + "; ".join(skipped))
+
+
+def process(pid: int) -> Owner | None:
+    """Describe any process (for a listener's parent, say); None when it is gone."""
+    from ._owners import OwnerReader
+
+    return OwnerReader().read(pid)

@@ -1,0 +1,80 @@
+"""Owner details by pid, through psutil. Imports: psutil, daemon.model.
+
+Both samplers read owners here, so the same process is described the same way
+whichever path found it. Results are cached by (pid, create time): a reused pid
+gets a fresh read.
+"""
+
+from __future__ import annotations
+
+import pwd
+from datetime import datetime, timezone
+from functools import lru_cache
+
+import psutil
+
+from ..model import Owner
+
+
+@lru_cache(maxsize=1024)
+def user_name(uid: int | None) -> str | None:
+    if uid is None:
+        return None
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except (KeyError, OverflowError):
+        return None
+
+
+def unknown_owner(uid: int | None) -> Owner:
+    """An owner the view cannot see: only the socket's uid, which the kernel reports to anyone."""
+    return Owner(pid=None, uid=uid, user=user_name(uid))
+
+
+def _denied(call):
+    try:
+        return call()
+    except (psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
+class OwnerReader:
+    def __init__(self) -> None:
+        self._cache: dict[int, Owner] = {}
+
+    def read(self, pid: int) -> Owner | None:
+        """The owner for a pid, or None when the process is gone."""
+        try:
+            proc = psutil.Process(pid)
+            with proc.oneshot():
+                started = datetime.fromtimestamp(proc.create_time(), timezone.utc)
+                cached = self._cache.get(pid)
+                if cached is not None and cached.started_at == started:
+                    return cached
+                uids = _denied(proc.uids)
+                uid = uids.real if uids is not None else None
+                cmdline = _denied(proc.cmdline)
+                owner = Owner(
+                    pid=pid,
+                    uid=uid,
+                    name=_denied(proc.name) or None,
+                    started_at=started,
+                    exe=_denied(proc.exe) or None,
+                    cmdline=tuple(cmdline) if cmdline else None,
+                    user=user_name(uid),
+                    ppid=_denied(proc.ppid),
+                )
+        except psutil.NoSuchProcess:
+            self._cache.pop(pid, None)
+            return None
+        except psutil.AccessDenied:
+            owner = Owner(pid=pid, uid=None)
+        self._cache[pid] = owner
+        return owner
+
+    def forget(self, pids) -> None:
+        for pid in pids:
+            self._cache.pop(pid, None)
+
+    def __len__(self) -> int:
+        return len(self._cache)

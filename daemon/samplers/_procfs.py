@@ -1,0 +1,277 @@
+"""Which process holds a socket inode, from /proc. Linux only. Imports: the standard library.
+
+The kernel tells anyone a socket's uid and inode (sock_diag) but not its
+process: that takes reading /proc/<pid>/fd. Doing it for every socket on every
+sample is what makes `psutil.net_connections()` cost milliseconds, so this
+module does it only for inodes it has not seen, in the order most likely to
+find them fast:
+
+1. processes of the socket's uid, newest first, stopping when every sought
+   inode is found; then processes of other uids (a socket bound by root and
+   handed to a process that dropped privileges);
+2. from the first holder found, its process-tree neighbours (parent and
+   children, and through every further holder), because a socket shared by
+   fork lives in one family: nginx's master and workers, a forked test child;
+3. what is not found goes into a negative cache with exponential backoff (a
+   kernel socket, or a process whose fds we may not read).
+
+The process table (pid -> start time, ppid, uid) is refreshed only when a
+process was created since the last look (the last pid in /proc/loadavg moved)
+or when a periodic check is due, so an idle machine costs one pread per sample.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+PROC = "/proc"
+
+
+@dataclass(frozen=True, slots=True)
+class Proc:
+    pid: int
+    start: int  # start time in clock ticks since boot
+    ppid: int
+    uid: int
+
+
+def _read_proc(root: str, pid: int) -> Proc | None:
+    try:
+        with open(f"{root}/{pid}/stat", "rb") as f:
+            data = f.read()
+        uid = os.stat(f"{root}/{pid}").st_uid
+    except OSError:
+        return None
+    rest = data[data.rfind(b")") + 2 :].split()
+    try:
+        return Proc(pid, int(rest[19]), int(rest[1]), uid)
+    except (IndexError, ValueError):
+        return None
+
+
+def socket_inodes(root: str, pid: int) -> frozenset[int]:
+    """The socket inodes a process holds; empty when it is gone or hidden from us."""
+    base = f"{root}/{pid}/fd"
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return frozenset()
+    found = set()
+    for name in names:
+        try:
+            link = os.readlink(f"{base}/{name}")
+        except OSError:  # closed meanwhile, or the process exited
+            continue
+        if link.startswith("socket:["):
+            found.add(int(link[8:-1]))
+    return frozenset(found)
+
+
+class ProcessTable:
+    def __init__(self, root: str = PROC) -> None:
+        self.root = root
+        self.procs: dict[int, Proc] = {}
+        self._children: dict[int, list[int]] | None = None
+        self._order: list[Proc] | None = None
+        self._loadavg = os.open(f"{root}/loadavg", os.O_RDONLY | os.O_CLOEXEC)
+        self.last_pid = -1
+
+    def close(self) -> None:
+        os.close(self._loadavg)
+
+    def newest_pid(self) -> int:
+        """The last pid the kernel handed out: moves whenever a process or thread is created."""
+        data = os.pread(self._loadavg, 128, 0)
+        return int(data.rsplit(None, 1)[-1])
+
+    def moved(self) -> bool:
+        return self.newest_pid() != self.last_pid
+
+    def refresh(self) -> tuple[set[int], set[int]]:
+        """Re-list /proc; returns the pids gone (or reused) and the pids born since the last refresh."""
+        newest = self.newest_pid()
+        old_newest, self.last_pid = self.last_pid, newest
+        listed = {int(n) for n in os.listdir(self.root) if n.isdigit()}
+        gone = {pid for pid in self.procs if pid not in listed}
+        born: set[int] = set()
+        for pid in gone:
+            del self.procs[pid]
+        for pid in listed:
+            have = self.procs.get(pid)
+            if have is not None and not _handed_out_since(pid, old_newest, newest):
+                continue
+            proc = _read_proc(self.root, pid)
+            if proc is None:
+                self.procs.pop(pid, None)
+                if have is not None:
+                    gone.add(pid)
+            else:
+                if have is None or have.start != proc.start:
+                    born.add(pid)
+                    if have is not None:
+                        gone.add(pid)  # the same pid, another process
+                self.procs[pid] = proc
+        self._children = None
+        self._order = None
+        return gone, born
+
+    def newest_first(self) -> list[Proc]:
+        if self._order is None:
+            self._order = sorted(self.procs.values(), key=lambda p: (p.start, p.pid), reverse=True)
+        return self._order
+
+    def children(self, pid: int) -> list[int]:
+        if self._children is None:
+            kids: dict[int, list[int]] = {}
+            for proc in self.procs.values():
+                kids.setdefault(proc.ppid, []).append(proc.pid)
+            self._children = kids
+        return self._children.get(pid, [])
+
+
+def _handed_out_since(pid: int, old: int, new: int) -> bool:
+    """Whether `pid` may have been given to a new process between two reads of the last pid."""
+    if old < 0 or old == new:
+        return False
+    if new > old:
+        return old < pid <= new
+    return pid > old or pid <= new  # the pid counter wrapped
+
+
+class Attributor:
+    """Maps socket inodes to the pids holding them, caching what it found."""
+
+    VERIFY_EVERY = 30  # samples between full refreshes when no process was created
+    # Samples between full searches for a socket nobody is seen holding. Between
+    # them, every newborn process is still checked for it (see _refresh), so the
+    # backoff only delays finding a socket handed to an old process (SCM_RIGHTS).
+    MAX_BACKOFF = 1024
+
+    def __init__(self, root: str = PROC) -> None:
+        self.root = root
+        self.table = ProcessTable(root)
+        self.holders: dict[int, frozenset[int]] = {}
+        self._retry: dict[int, tuple[int, int]] = {}  # inode -> (sample number of next try, backoff)
+        self._sample = 0
+        self._last_refresh = -10**9
+        self.generation = 0  # bumps whenever `holders` changes
+        self.can_read_all = os.geteuid() == 0
+
+    def close(self) -> None:
+        self.table.close()
+
+    def attribute(self, wanted: dict[int, int]) -> dict[int, frozenset[int]]:
+        """`wanted` maps each live socket inode to its uid; returns inode -> holder pids
+        (empty for a socket no visible process holds)."""
+        self._sample += 1
+        for inode in [i for i in self.holders if i not in wanted]:
+            del self.holders[inode]
+            self.generation += 1
+        for inode in [i for i in self._retry if i not in wanted]:
+            del self._retry[inode]
+
+        refreshed = False
+        if self.table.moved() or self._sample - self._last_refresh >= self.VERIFY_EVERY:
+            self._refresh()
+            refreshed = True
+
+        unseen = {
+            inode: uid
+            for inode, uid in wanted.items()
+            if inode not in self.holders and self._retry.get(inode, (0, 0))[0] <= self._sample
+        }
+        if unseen:
+            if not refreshed:
+                self._refresh()
+            self._find(unseen)
+        return {inode: self.holders.get(inode, frozenset()) for inode in wanted}
+
+    def _refresh(self) -> None:
+        self._last_refresh = self._sample
+        gone, born = self.table.refresh()
+        holding = self._holder_pids()
+        changed: dict[int, frozenset[int]] = {}
+        for inode, pids in self.holders.items():
+            keep = pids - gone
+            if keep != pids:
+                changed[inode] = keep
+        # Newborn processes: a holder's child inherits its sockets, and a socket
+        # nobody was seen holding may belong to a process that just started.
+        memo: dict[int, frozenset[int]] = {}
+        for pid in born:
+            if not self._retry and self.table.procs[pid].ppid not in holding:
+                continue
+            for inode in self._fds(pid, memo):
+                pids = changed.get(inode, self.holders.get(inode))
+                if pids is not None and pid not in pids:
+                    changed[inode] = pids | {pid}
+                elif pids is None and inode in self._retry:
+                    changed[inode] = self._family(inode, pid, memo)
+                    del self._retry[inode]
+        for inode, pids in changed.items():
+            if pids:
+                self.holders[inode] = pids
+            else:  # every holder left, yet the socket lives: look again
+                del self.holders[inode]
+        if changed:
+            self.generation += 1
+
+    def _holder_pids(self) -> set[int]:
+        return {pid for pids in self.holders.values() for pid in pids}
+
+    def _fds(self, pid: int, memo: dict[int, frozenset[int]]) -> frozenset[int]:
+        got = memo.get(pid)
+        if got is None:
+            got = memo[pid] = socket_inodes(self.root, pid)
+        return got
+
+    def _find(self, unseen: dict[int, int]) -> None:
+        memo: dict[int, frozenset[int]] = {}
+        missing = set(unseen)
+        uids = set(unseen.values())
+        order = self.table.newest_first()
+        me = os.geteuid()
+        passes = [[p for p in order if p.uid in uids]]
+        if self.can_read_all:
+            passes.append([p for p in order if p.uid not in uids])
+        for candidates in passes:
+            for proc in candidates:
+                if not missing:
+                    break
+                if not self.can_read_all and proc.uid != me:
+                    continue
+                hits = self._fds(proc.pid, memo) & missing
+                for inode in hits:
+                    self.holders[inode] = self._family(inode, proc.pid, memo)
+                    missing.discard(inode)
+        if len(missing) < len(unseen):
+            self.generation += 1
+        for inode in missing:
+            _, backoff = self._retry.get(inode, (0, 0))
+            backoff = min(max(1, backoff * 2), self.MAX_BACKOFF)
+            self._retry[inode] = (self._sample + backoff, backoff)
+        for inode in unseen:
+            if inode not in missing:
+                self._retry.pop(inode, None)
+
+    def _family(self, inode: int, first: int, memo: dict[int, frozenset[int]]) -> frozenset[int]:
+        """Every holder of `inode` reachable from `first` through parents and children that hold it."""
+        holders = {first}
+        frontier = [first]
+        seen = {first}
+        procs = self.table.procs
+        while frontier:
+            pid = frontier.pop()
+            parent = procs[pid].ppid if pid in procs else 0
+            neighbours = [parent] if parent > 0 else []
+            if pid != 1:  # pid 1's children are the whole machine
+                neighbours += self.table.children(pid)
+            for other in neighbours:
+                if other in seen:
+                    continue
+                seen.add(other)
+                if inode in self._fds(other, memo):
+                    holders.add(other)
+                    frontier.append(other)
+        return frozenset(holders)
