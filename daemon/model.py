@@ -242,3 +242,32 @@ class Event:
             "listener": self.listener.to_dict(),
             "previous": self.previous.to_dict() if self.previous else None,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """An event as the daemon committed it: with its row id, the policy's verdict, and flags.
+
+    `alert` says whether the notification policy wants a person told, `reason`
+    says why (or why not: "trusted by rule 3", "loopback, program seen before").
+    `baseline`: recorded at the very first start, never alerted.
+    `found_at_start`: opened while the daemon was not running, found when it started.
+    """
+
+    id: int
+    event: Event
+    alert: bool
+    reason: str
+    baseline: bool = False
+    found_at_start: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.event.to_dict()
+        data.update(
+            id=self.id,
+            alert=self.alert,
+            reason=self.reason,
+            baseline=self.baseline,
+            found_at_start=self.found_at_start,
+        )
+        return data
