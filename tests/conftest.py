@@ -1,0 +1,145 @@
+"""Shared fixtures: real sockets, real child processes, polling with a deadline."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from contextlib import ExitStack
+
+import pytest
+
+from portbell.daemon.samplers import create
+
+LINUX = sys.platform.startswith("linux")
+SAMPLERS = ["sockdiag", "psutil"] if LINUX else ["psutil"]
+
+
+def wait_for(condition, timeout=10.0, interval=0.02, what="condition"):
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture(params=SAMPLERS)
+def sampler(request):
+    s = create(request.param)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def sockets():
+    """bind(family, type, address, **opts) -> a bound socket (listening for TCP), closed at teardown."""
+    with ExitStack() as stack:
+
+        def bind(family=socket.AF_INET, kind=socket.SOCK_STREAM, address="127.0.0.1", v6only=None, reuseport=False, port=0):
+            s = stack.enter_context(socket.socket(family, kind))
+            if v6only is not None:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(v6only))
+            if reuseport:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            s.bind((address, port))
+            if kind == socket.SOCK_STREAM:
+                s.listen()
+            return s
+
+        yield bind
+
+
+CHILD = textwrap.dedent(
+    """
+    import os, socket, sys
+    family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+    kind = socket.SOCK_DGRAM if sys.argv[2] == "udp" else socket.SOCK_STREAM
+    s = socket.socket(family, kind)
+    if sys.argv[4] == "reuseport":
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind((sys.argv[1], int(sys.argv[3])))
+    if kind == socket.SOCK_STREAM:
+        s.listen()
+    if sys.argv[5] == "fork":
+        if os.fork() == 0:
+            print(s.getsockname()[1], os.getpid(), flush=True)
+            sys.stdin.read()
+            os._exit(0)
+    print(s.getsockname()[1], os.getpid(), flush=True)
+    sys.stdin.read()  # hold the socket until the test closes our stdin
+    """
+)
+
+
+class Child:
+    """A child process holding a listener until stopped. `port` and `pids` (the holders)."""
+
+    def __init__(self, address="127.0.0.1", transport="tcp", port=0, reuseport=False, fork=False, argv0=None):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, address, transport, str(port), "reuseport" if reuseport else "-", "fork" if fork else "-"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            executable=argv0,
+        )
+        lines = [self.proc.stdout.readline().split() for _ in range(2 if fork else 1)]
+        self.port = int(lines[0][0])
+        self.pids = sorted(int(line[1]) for line in lines)
+        self.pid = self.proc.pid
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def child():
+    """child(**kw) -> Child; every child is stopped at teardown."""
+    made: list[Child] = []
+
+    def spawn(**kw):
+        c = Child(**kw)
+        made.append(c)
+        return c
+
+    yield spawn
+    for c in made:
+        c.stop()
+
+
+def has_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def portbell(*args, check=False, **kw) -> subprocess.CompletedProcess:
+    """Run the real command line in a child process."""
+    return subprocess.run([sys.executable, "-m", "portbell.daemon", *args], capture_output=True, text=True, timeout=60, check=check, **kw)
+
+
+def machine_addresses(family) -> list[str]:
+    """This machine's own non-loopback addresses of a family (binding them sends no traffic)."""
+    import psutil
+
+    out = []
+    for addrs in psutil.net_if_addrs().values():
+        for a in addrs:
+            if a.family == family and "%" not in a.address and not a.address.startswith(("127.", "::1", "fe80")):
+                out.append(a.address)
+    return out
+
+
+def is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
