@@ -1,0 +1,369 @@
+"""Sinks: where committed events go besides the store. Imports: daemon.model, daemon.errors; platformdirs and
+the private sink modules lazily, in build().
+
+The daemon commits each poll's events to the store first, then hands the
+committed records to the sinks through one Dispatcher:
+
+    problems = sinks.validate(config.get("sinks", {}))     # [] when valid
+    dispatcher = sinks.Dispatcher(sinks.build(config.get("sinks", {}), host=None))
+    every poll:  dispatcher.dispatch(records, snapshot)    # even with no records
+    at the end:  dispatcher.close()
+
+A sink has a `name`, `emit(records, snapshot)` and `close()`. `emit` gets the
+records committed since its last successful emit, oldest first, and the
+current snapshot (None when the sample failed: keep the last view). It is
+called every poll, usually with no records, and must then return at once
+unless it follows the snapshot (the Prometheus textfile does, and rewrites
+its file only when a count changed). `emit` never waits long: sockets have
+timeouts and the hook runs its program in background threads. When it cannot
+deliver it raises (SinkError, with `delivered` = how many of the batch did get
+through); the Dispatcher keeps the rest and retries.
+
+Configuration: the `[sinks]` table of the TOML file, one sub-table per sink.
+A sink runs when its table is present and `enabled` is not false; with no
+`[sinks]` table nothing is sent anywhere.
+
+    [sinks.jsonl]        path = <user state dir>/portbell/events.jsonl, fsync = true
+    [sinks.syslog]       socket = "/dev/log", facility = "user"   (kern, user, mail, daemon, auth,
+                         syslog, lpr, news, uucp, cron, authpriv, ftp, local0..local7)
+    [sinks.hook]         argv = [...] (required), timeout_s = 10, max_concurrent = 4,
+                         only_alerts = true, max_queued = 1000
+    [sinks.prometheus]   path = ".../portbell.prom" (required, must end in .prom)
+
+Every table also takes `enabled` (default true). Paths must be absolute (`~`
+is expanded). Each sink module's docstring describes its format.
+
+Delivery is at least once and in order per sink: a record reaches a sink after
+its commit, and a batch retried after a partial failure resumes after what the
+sink reported delivered.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+from ..model import Recorded, Snapshot
+from ._common import SinkError
+
+__all__ = ["Sink", "SinkError", "Dispatcher", "validate", "build", "default_jsonl_path", "NAMES"]
+
+log = logging.getLogger("portbell.sinks")
+
+
+class Sink(Protocol):
+    name: str
+
+    def emit(self, records: Sequence[Recorded], snapshot: Snapshot | None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------- configuration
+
+_REQUIRED = object()
+FACILITY_NAMES = (
+    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp",
+    *(f"local{i}" for i in range(8)),
+)  # fmt: skip
+Check = Callable[[Any], "str | None"]  # the problem with a value, or None
+
+
+def _bool(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false"
+
+
+def _positive_int(value: Any) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return None if ok else "must be a whole number of at least 1"
+
+
+def _positive_number(value: Any) -> str | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 and value != float("inf")
+    return None if ok else "must be a number of seconds greater than 0"
+
+
+def _path(value: Any) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        return "must be a path (a non-empty string)"
+    if not os.path.isabs(os.path.expanduser(value)):
+        return f"must be an absolute path (or start with ~), got {value!r}"
+    return None
+
+
+def _prom_path(value: Any) -> str | None:
+    problem = _path(value)
+    if problem is None and not value.endswith(".prom"):
+        return f"must end in .prom (node_exporter's textfile collector reads only *.prom files), got {value!r}"
+    return problem
+
+
+def _argv(value: Any) -> str | None:
+    if isinstance(value, str):
+        return (
+            "must be a non-empty list of strings, not one string: hooks never run through a shell, "
+            'so write the program and its arguments as a list, e.g. argv = ["/usr/local/bin/notify", "--urgent"]'
+        )
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(a, str) for a in value):
+        return "must be a non-empty list of strings"
+    if not value[0]:
+        return "must start with the program to run, not an empty string"
+    return None
+
+
+def _facility(value: Any) -> str | None:
+    return None if value in FACILITY_NAMES else f"must be one of {', '.join(FACILITY_NAMES)}"
+
+
+# sink -> key -> (check, default); _REQUIRED keys must be present when the sink is enabled
+SPECS: dict[str, dict[str, tuple[Check, Any]]] = {
+    "jsonl": {"enabled": (_bool, True), "path": (_path, None), "fsync": (_bool, True)},
+    "syslog": {"enabled": (_bool, True), "socket": (_path, "/dev/log"), "facility": (_facility, "user")},
+    "hook": {
+        "enabled": (_bool, True),
+        "argv": (_argv, _REQUIRED),
+        "timeout_s": (_positive_number, 10.0),
+        "max_concurrent": (_positive_int, 4),
+        "only_alerts": (_bool, True),
+        "max_queued": (_positive_int, 1000),
+    },
+    "prometheus": {"enabled": (_bool, True), "path": (_prom_path, _REQUIRED)},
+}
+NAMES = tuple(SPECS)  # also the order sinks are built and served in
+
+
+def _unknown(where: str, key: str, allowed) -> str:
+    allowed = sorted(allowed)
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{where}.{key}: unknown key (allowed: {', '.join(allowed)}){hint}"
+
+
+def validate(tables: Mapping[str, Any]) -> list[str]:
+    """Everything wrong with a `[sinks]` table, one sentence each naming its key; [] when valid."""
+    if not isinstance(tables, Mapping):
+        return ["sinks: must be a table, e.g. [sinks.jsonl]"]
+    problems: list[str] = []
+    for name, table in tables.items():
+        where = f"sinks.{name}"
+        spec = SPECS.get(name)
+        if spec is None:
+            problems.append(_unknown("sinks", name, SPECS).replace("unknown key", "unknown sink"))
+            continue
+        if not isinstance(table, Mapping):
+            problems.append(f"{where}: must be a table, e.g. [{where}]")
+            continue
+        for key, value in table.items():
+            if key not in spec:
+                problems.append(_unknown(where, key, spec))
+                continue
+            problem = spec[key][0](value)
+            if problem:
+                problems.append(f"{where}.{key}: {problem}")
+        if table.get("enabled", True) is not False:
+            for key, (_, default) in spec.items():
+                if default is _REQUIRED and key not in table:
+                    problems.append(f"{where}.{key}: required when {where} is enabled")
+    return problems
+
+
+def default_jsonl_path() -> Path:
+    import platformdirs
+
+    return platformdirs.user_state_path("portbell") / "events.jsonl"
+
+
+def _options(name: str, table: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: table.get(key, default) for key, (_, default) in SPECS[name].items() if key != "enabled"}
+
+
+def build(tables: Mapping[str, Any], *, host: str | None = None) -> list[Sink]:
+    """The enabled sinks, in NAMES order. Call validate() first: an invalid table raises ValueError here."""
+    problems = validate(tables)
+    if problems:
+        raise ValueError("invalid [sinks] configuration: " + "; ".join(problems))
+    made: list[Sink] = []
+    for name in NAMES:
+        table = tables.get(name)
+        if table is None or table.get("enabled", True) is False:
+            continue
+        opts = _options(name, table)
+        if name == "jsonl":
+            from ._jsonl import JsonLinesSink
+
+            path = Path(os.path.expanduser(opts["path"])) if opts["path"] else default_jsonl_path()
+            made.append(JsonLinesSink(path, host=host, fsync=opts["fsync"]))
+        elif name == "syslog":
+            from ._syslog import SyslogSink
+
+            made.append(SyslogSink(os.path.expanduser(opts["socket"]), facility=opts["facility"], host=host))
+        elif name == "hook":
+            from ._hook import HookSink
+
+            made.append(
+                HookSink(
+                    opts["argv"],
+                    timeout_s=float(opts["timeout_s"]),
+                    max_concurrent=opts["max_concurrent"],
+                    only_alerts=opts["only_alerts"],
+                    max_queued=opts["max_queued"],
+                )
+            )
+        elif name == "prometheus":
+            from ._prometheus import PrometheusSink
+
+            made.append(PrometheusSink(os.path.expanduser(opts["path"])))
+    return made
+
+
+# ---------------------------------------------------------------- dispatch
+
+BACKOFF_MIN_S = 1.0
+BACKOFF_MAX_S = 60.0
+
+
+@dataclass
+class _Lane:
+    """One sink and what it still owes: records held while it fails, and when to try again."""
+
+    sink: Sink
+    pending: deque[Recorded] = field(default_factory=deque)
+    failures: int = 0  # in the current streak
+    retry_at: float = 0.0
+    error: str | None = None
+    dropped: int = 0  # in the current streak
+    dropped_total: int = 0
+    delivered_late: int = 0
+
+
+class Dispatcher:
+    """Hands each poll's committed records to every sink, isolated from each other.
+
+    A sink that raises is logged once per failure streak (its name and the
+    error), its undelivered records are held in a queue of at most
+    `max_pending` (the oldest are dropped, counted and logged, beyond that) and
+    retried on later polls after a backoff that doubles from 1 s up to 60 s.
+    While a sink is held, new records join its queue, so each sink still sees
+    records in order. Sinks are served one after the other on the caller's
+    thread; none of them waits long (see the module docstring), and a raising
+    one never keeps the others from their records. Call it from one thread
+    (the poll loop's). Held records live in memory only: they are in the
+    store, and `close()` (shutdown, or a configuration reload that builds a
+    new Dispatcher) tries them once more and logs how many stay undelivered.
+    """
+
+    def __init__(self, sinks: Sequence[Sink], *, clock: Callable[[], float] = time.monotonic, max_pending: int = 10_000) -> None:
+        if max_pending < 1:
+            raise ValueError("max_pending must be at least 1")
+        self._lanes = [_Lane(s) for s in sinks]
+        self._clock = clock
+        self.max_pending = max_pending
+        self._snapshot: Snapshot | None = None
+
+    @property
+    def sinks(self) -> list[Sink]:
+        return [lane.sink for lane in self._lanes]
+
+    def dispatch(self, records: Sequence[Recorded], snapshot: Snapshot | None) -> None:
+        batch = tuple(records)
+        if snapshot is not None:
+            self._snapshot = snapshot
+        now: float | None = None
+        for lane in self._lanes:
+            if not lane.failures:
+                self._emit(lane, batch, snapshot, held=False)
+                continue
+            if batch:
+                self._hold(lane, batch)
+            if now is None:
+                now = self._clock()
+            if now >= lane.retry_at:
+                self._emit(lane, tuple(lane.pending), snapshot, held=True)
+
+    def _emit(self, lane: _Lane, batch: tuple[Recorded, ...], snapshot: Snapshot | None, *, held: bool) -> bool:
+        try:
+            lane.sink.emit(batch, snapshot)
+        except Exception as err:
+            delivered = min(max(int(getattr(err, "delivered", 0) or 0), 0), len(batch))
+            if held:
+                for _ in range(delivered):
+                    lane.pending.popleft()
+                lane.delivered_late += delivered
+            else:
+                self._hold(lane, batch[delivered:])
+            self._failed(lane, err)
+            return False
+        if held:
+            self._recovered(lane, len(batch))
+        return True
+
+    def _hold(self, lane: _Lane, records: tuple[Recorded, ...]) -> None:
+        lane.pending.extend(records)
+        over = len(lane.pending) - self.max_pending
+        if over > 0:
+            for _ in range(over):
+                lane.pending.popleft()
+            if not lane.dropped:
+                log.warning(
+                    "sink %s: %d records held while it fails, dropping the oldest from now on",
+                    lane.sink.name, self.max_pending,
+                )  # fmt: skip
+            lane.dropped += over
+            lane.dropped_total += over
+
+    def _failed(self, lane: _Lane, err: Exception) -> None:
+        lane.failures += 1
+        lane.error = str(err) or type(err).__name__
+        delay = min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2 ** (lane.failures - 1))
+        lane.retry_at = self._clock() + delay
+        if lane.failures == 1:
+            log.warning(
+                "sink %s failed: %s; holding its %d undelivered records and retrying with backoff",
+                lane.sink.name, lane.error, len(lane.pending),
+                exc_info=not isinstance(err, (SinkError, OSError)),  # a bug in a sink deserves its traceback
+            )  # fmt: skip
+        else:
+            log.debug("sink %s failed again (%d in a row): %s", lane.sink.name, lane.failures, lane.error)
+
+    def _recovered(self, lane: _Lane, count: int) -> None:
+        lost = f", {lane.dropped} dropped while the queue was full" if lane.dropped else ""
+        log.warning(
+            "sink %s works again after %d failures; delivered %d held records%s",
+            lane.sink.name, lane.failures, count + lane.delivered_late, lost,
+        )  # fmt: skip
+        lane.pending.clear()
+        lane.failures = 0
+        lane.retry_at = 0.0
+        lane.error = None
+        lane.dropped = 0
+        lane.delivered_late = 0
+
+    def status(self) -> list[dict[str, Any]]:
+        """Per sink: name, ok, pending, failures (this streak), error, dropped (since start)."""
+        return [
+            {
+                "name": lane.sink.name,
+                "ok": not lane.failures,
+                "pending": len(lane.pending),
+                "failures": lane.failures,
+                "error": lane.error,
+                "dropped": lane.dropped_total,
+            }
+            for lane in self._lanes
+        ]
+
+    def close(self) -> None:
+        """One last try for held records (backoff ignored), then close every sink; never raises."""
+        for lane in self._lanes:
+            if lane.pending and not self._emit(lane, tuple(lane.pending), self._snapshot, held=True):
+                log.warning("sink %s: %d records never delivered (still in the store)", lane.sink.name, len(lane.pending))
+            try:
+                lane.sink.close()
+            except Exception:
+                log.exception("sink %s: error while closing", lane.sink.name)
