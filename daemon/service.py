@@ -1,5 +1,6 @@
-"""The poll loop's core. Composes a sampler with the pure diff. Imports: daemon.model,
-daemon.snapshot, daemon.errors (the sampler is passed in).
+"""The poll loop. Compose layer: the Monitor (a sampler and the pure diff) and the
+Daemon (the Monitor, the store, the policy, the sinks, the configuration).
+Imports: the model, snapshot, store, config, rules, sinks; the sampler is passed in.
 
 Baseline rules (PRODUCT.md, Vocabulary):
 - the first good sample is a baseline: recorded, not reported;
@@ -11,12 +12,18 @@ Baseline rules (PRODUCT.md, Vocabulary):
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import sqlite3
 import threading
+import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Callable
 
-from .errors import SampleError
-from .model import Event, Snapshot
+from .errors import PortbellError, SampleError
+from .model import Event, EventKind, Snapshot
 from .snapshot import diff
 
 log = logging.getLogger("portbell")
@@ -61,3 +68,279 @@ def run(monitor: Monitor, interval_s: float, stop: threading.Event, handle: Call
     while not stop.is_set():
         handle(monitor.poll())
         stop.wait(interval_s)
+
+
+
+
+# ---------------------------------------------------------------------------
+# The daemon
+# ---------------------------------------------------------------------------
+
+HEARTBEAT_S = 15.0  # how often the record learns the daemon is alive when nothing happens
+PRUNE_S = 3600.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class AlreadyRunning(PortbellError):
+    def __init__(self, pid: int | None, path: Path) -> None:
+        who = f"pid {pid}" if pid else "another process"
+        super().__init__(f"portbell daemon is already running ({who} holds {path})")
+        self.pid = pid
+        self.path = path
+
+
+class InstanceLock:
+    """One daemon per user: an exclusive lock on a file in the runtime dir, holding the pid."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        if not _try_lock(fd):
+            os.close(fd)
+            raise AlreadyRunning(self.holder(self.path), self.path)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing drops the lock
+            self.fd = None
+
+    @staticmethod
+    def holder(path: Path) -> int | None:
+        """The pid of the running daemon, or None when the lock is free."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            if _try_lock(fd, shared=True):
+                return None
+            text = os.read(fd, 32).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else -1
+        finally:
+            os.close(fd)
+
+
+def _try_lock(fd: int, shared: bool = False) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+
+
+def sd_notify(message: str) -> None:
+    """Tell systemd (Type=notify): a datagram to $NOTIFY_SOCKET; nothing when not under systemd."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.sendto(message.encode(), address)
+    except OSError as err:
+        log.debug("sd_notify failed: %s", err)
+
+
+class Daemon:
+    """One poll: sample, diff against what is committed, decide, commit, then hand to the sinks."""
+
+    def __init__(self, *, store, sampler, config, config_path: Path | None, out: Callable | None = None, clock=utcnow) -> None:
+        from .rules import Policy
+        from .sinks import Dispatcher, build
+
+        self.store = store
+        self.sampler = sampler
+        self.config = config
+        self.config_path = config_path
+        self.out = out
+        self.clock = clock
+        self._build_sinks, self._Dispatcher, self._Policy = build, Dispatcher, Policy
+        self.dispatcher = Dispatcher(build(config.sinks))
+        self.monitor = Monitor(sampler)
+        self.committed = store.recorded()  # what the record says is listening now
+        self.monitor.current = self.committed
+        self.first_poll = True
+        self.started_at = clock()
+        self.reload_requested = False
+        self._config_stamp = _stamp(config_path)
+        self._data_version = store.data_version()
+        self._decisions = store.decisions()
+        self.policy = Policy(config.rules + self._decisions, config.notify_loopback)
+        self._heartbeat_at = 0.0
+        self._prune_at = 0.0
+        self.last_sample_at: datetime | None = None
+        self.watchdog_s = int(os.environ.get("WATCHDOG_USEC", "0")) / 2e6
+        self._watchdog_at = 0.0
+
+    # -------------------------------------------------------------- one poll
+
+    def step(self) -> list:
+        """Returns the records committed by this poll."""
+        self._maybe_reload()
+        poll = self.monitor.poll()
+        records: list = []
+        snap = poll.snapshot
+        if snap is not None:
+            self.last_sample_at = snap.taken_at
+            try:
+                records = self._commit(poll)
+                self.committed = snap
+            except (sqlite3.Error, OSError) as err:
+                # Not committed: diff against the last commit next time, so nothing is lost.
+                log.error("cannot write the record (%s); will retry next poll", err)
+                self.monitor.current = self.committed
+                records = []
+            self.first_poll = False
+            if self.out is not None:
+                for rec in records:
+                    self.out(rec)
+        self.dispatcher.dispatch(records, snap)  # also on a failed sample: held records are retried
+        self._housekeeping(snap)
+        return records
+
+    def _commit(self, poll: Poll) -> list:
+        from .rules import Verdict
+
+        snap = poll.snapshot
+        if poll.baseline:
+            if self.committed is None:  # the very first start: a silent baseline of opened events
+                from .model import Event
+
+                events = [(Event(EventKind.OPENED, snap.taken_at, li), Verdict(False, "baseline: listening when portbell first started")) for li in snap.sorted()]
+                return self.store.record(snap, events, baseline=True)
+            self.store.rebaseline(snap)  # coverage changed: new truth, no news
+            return []
+        if not poll.events:
+            return []
+        now = self.clock()
+        decided = [(e, self.policy.decide(e, self.store, now)) for e in poll.events]
+        return self.store.record(snap, decided, found_at_start=self.first_poll)
+
+    # -------------------------------------------------------------- upkeep
+
+    def _housekeeping(self, snap: Snapshot | None) -> None:
+        mono = time.monotonic()
+        if self.watchdog_s and mono >= self._watchdog_at:
+            sd_notify("WATCHDOG=1")
+            self._watchdog_at = mono + self.watchdog_s
+        if mono >= self._heartbeat_at:
+            self._heartbeat(snap)
+            self._heartbeat_at = mono + HEARTBEAT_S
+        if mono >= self._prune_at:
+            self._prune_at = mono + PRUNE_S
+            try:
+                older = self.clock() - timedelta(days=self.config.retention_days)
+                removed = self.store.prune(older_than=older, max_rows=self.config.retention_rows)
+                if removed:
+                    log.info("pruned %d old events", removed)
+            except (sqlite3.Error, OSError) as err:
+                log.warning("cannot prune the history: %s", err)
+
+    def _heartbeat(self, snap: Snapshot | None) -> None:
+        from . import __version__
+
+        current = snap or self.committed
+        info = {
+            "pid": os.getpid(),
+            "version": __version__,
+            "started_at": self.started_at.isoformat(),
+            "last_sample_at": self.last_sample_at.isoformat() if self.last_sample_at else None,
+            "heartbeat_at": self.clock().isoformat(),
+            "sampler": current.sampler if current else None,
+            "complete": current.complete if current else None,
+            "interval_s": self.config.interval_s,
+            "failures": self.monitor.failures,
+            "config": str(self.config_path) if self.config_path else None,
+        }
+        try:
+            self.store.heartbeat(info)
+        except (sqlite3.Error, OSError) as err:
+            log.warning("cannot write the heartbeat: %s", err)
+
+    # -------------------------------------------------------------- configuration
+
+    def _maybe_reload(self) -> None:
+        """Before deciding anything: new decisions (trust, mute) and a changed config file apply now."""
+        version = self.store.data_version()
+        if version != self._data_version:  # another connection committed: maybe a decision
+            self._data_version = version
+            decisions = self.store.decisions()
+            if decisions != self._decisions:
+                self._decisions = decisions
+                self.policy = self._Policy(self.config.rules + decisions, self.config.notify_loopback)
+        stamp = _stamp(self.config_path)
+        if not self.reload_requested and stamp == self._config_stamp:
+            return
+        self.reload_requested = False
+        self._config_stamp = stamp
+        self.reload()
+
+    def reload(self) -> bool:
+        from .config import ConfigError, load
+
+        if self.config_path is None:
+            return False
+        try:
+            config = load(self.config_path)
+        except ConfigError as err:
+            log.error("the new configuration is invalid; keeping the previous one:\n%s", err)
+            return False
+        old = self.config
+        self.config = config
+        self.policy = self._Policy(config.rules + self._decisions, config.notify_loopback)
+        if config.sinks != old.sinks:
+            self.dispatcher.close()
+            self.dispatcher = self._Dispatcher(self._build_sinks(config.sinks))
+        log.warning("configuration reloaded from %s", self.config_path)
+        return True
+
+    def close(self) -> None:
+        self._heartbeat(self.committed)  # the record says when we last sampled
+        self.dispatcher.close()
+
+
+def _stamp(path: Path | None):
+    if path is None:
+        return None
+    try:
+        st = path.stat()
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+    except OSError:
+        return None
+
+
+def run_daemon(daemon: Daemon, stop: threading.Event) -> None:
+    """The loop: one step per interval, READY after the first, STOPPING at the end."""
+    ready = False
+    try:
+        while not stop.is_set():
+            started = time.monotonic()
+            daemon.step()
+            if not ready:
+                sd_notify("READY=1")
+                ready = True
+            stop.wait(max(0.0, daemon.config.interval_s - (time.monotonic() - started)))
+    finally:
+        sd_notify("STOPPING=1")
+        daemon.close()

@@ -54,7 +54,8 @@ PURE = {
     "portbell.daemon.snapshot": ("portbell.daemon.model",),
     "portbell.daemon.render": ("portbell.daemon.model", "portbell.daemon.ports"),
     "portbell.daemon.ports": (),
-    "portbell.daemon.service": ("portbell.daemon.model", "portbell.daemon.snapshot", "portbell.daemon.errors"),
+    "portbell.daemon.rules": ("portbell.daemon.model", "portbell.daemon.ports"),
+    "portbell.daemon.when": (),
 }
 
 

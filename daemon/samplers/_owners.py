@@ -47,7 +47,9 @@ class OwnerReader:
         try:
             proc = psutil.Process(pid)
             with proc.oneshot():
-                started = datetime.fromtimestamp(proc.create_time(), timezone.utc)
+                # Whole seconds: the JSON shape and the record keep seconds, and an owner
+                # read back from the record must equal the same owner sampled live.
+                started = datetime.fromtimestamp(int(proc.create_time()), timezone.utc)
                 cached = self._cache.get(pid)
                 if cached is not None and cached.started_at == started:
                     return cached

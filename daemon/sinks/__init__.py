@@ -174,9 +174,9 @@ def validate(tables: Mapping[str, Any]) -> list[str]:
 
 
 def default_jsonl_path() -> Path:
-    import platformdirs
+    from ..paths import state_dir
 
-    return platformdirs.user_state_path("portbell") / "events.jsonl"
+    return state_dir() / "events.jsonl"
 
 
 def _options(name: str, table: Mapping[str, Any]) -> dict[str, Any]:

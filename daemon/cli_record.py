@@ -1,0 +1,396 @@
+"""Commands around the daemon and its record: daemon, events, history, status,
+trust / mute / forget, config. Entry layer, beside cli.py (which registers these).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import paths, render
+from .errors import PortbellError, UsageError
+from .model import SCHEMA_VERSION, EventKind, Exposure, Transport, iso
+from .when import parse_duration, parse_since
+
+log = logging.getLogger("portbell")
+
+
+def _reader():
+    from .store import Store
+
+    return Store.open(paths.database(), readonly=True)
+
+
+def _writer():
+    from .store import Store
+
+    return Store.open(paths.database())
+
+
+def _config_path(args) -> Path:
+    return Path(args.config) if getattr(args, "config", None) else paths.config_file()
+
+
+# ------------------------------------------------------------------ daemon
+
+
+def record_line(rec) -> str:
+    line = render.event_line(rec.event)
+    if rec.alert:
+        line += f"  ! {rec.reason}"
+    elif rec.baseline:
+        line += "  (baseline)"
+    elif rec.found_at_start:
+        line += "  (found at start)"
+    return line
+
+
+def cmd_daemon(args) -> int:
+    from . import config as configmod
+    from . import samplers
+    from .service import Daemon, InstanceLock, run_daemon
+    from .store import Store
+
+    path = _config_path(args)
+    config = configmod.load(path)  # ConfigError: exit 2 with every problem listed
+    if args.interval is not None:
+        config = replace(config, interval_s=args.interval)
+    lock = InstanceLock(paths.lock_file())
+    lock.acquire()
+    try:
+        store = Store.open(paths.database())
+        prefer = args.sampler or (None if config.sampler == "auto" else config.sampler)
+        sampler, skipped = samplers.open_sampler(prefer)
+        for reason in skipped:
+            log.warning("sampler unavailable, falling back: %s", reason)
+        out = None if args.quiet else (lambda rec: print(record_line(rec), flush=True))
+        if args.json:
+            out = lambda rec: print(json.dumps(rec.to_dict()), flush=True)  # noqa: E731
+        daemon = Daemon(store=store, sampler=sampler, config=config, config_path=path, out=out)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, lambda *_: setattr(daemon, "reload_requested", True))
+        print(
+            f"portbell daemon (pid {os.getpid()}): sampling with {sampler.name} every {config.interval_s:g}s; "
+            f"record {paths.database()}; config {path if path.exists() else '(none: defaults)'}",
+            file=sys.stderr,
+            flush=True,
+        )
+        run_daemon(daemon, stop)
+        sampler.close()
+        store.close()
+    finally:
+        lock.release()
+    return 0
+
+
+# ------------------------------------------------------------------ events / history
+
+
+def cmd_events(args) -> int:
+    now = datetime.now(timezone.utc)
+    try:
+        since = parse_since(args.since, now) if args.since else None
+    except ValueError as err:
+        raise UsageError(f"--since: {err}") from None
+    store = _reader()
+    try:
+        records = store.events(since=since, port=args.port, process=args.process, alerts_only=args.alerts, limit=args.limit)
+        for rec in records:
+            _print_record(rec, args.json)
+        if not args.follow:
+            if not records and not args.json:
+                print("No events" + (" in that time" if since else "") + ".", file=sys.stderr)
+            return 0
+        last = records[-1].id if records else store.last_id()
+        version = store.data_version()
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        while not stop.wait(0.25):
+            if store.data_version() == version:
+                continue  # nothing committed since: one cheap pragma per tick
+            version = store.data_version()
+            for rec in store.events(after_id=last, port=args.port, process=args.process, alerts_only=args.alerts):
+                _print_record(rec, args.json)
+                last = rec.id
+    finally:
+        store.close()
+    return 0
+
+
+def _print_record(rec, as_json: bool) -> None:
+    print(json.dumps(rec.to_dict()) if as_json else record_line(rec), flush=True)
+
+
+def cmd_history(args) -> int:
+    transport = "tcp" if args.tcp else "udp" if args.udp else None
+    store = _reader()
+    try:
+        holdings = store.history(args.port, transport)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({
+            "version": SCHEMA_VERSION,
+            "port": args.port,
+            "history": [
+                {"listener": h.listener.to_dict(), "opened_at": iso(h.opened_at), "closed_at": iso(h.closed_at)}
+                for h in holdings
+            ],
+        }))
+        return 0 if holdings else 1
+    if not holdings:
+        print(f"No listener on port {args.port} in the history.")
+        return 1
+
+    def when(moment, open_end):
+        if moment is None:
+            return "still open" if open_end else "before the history began"
+        return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+    rows = [
+        [str(h.listener.transport), h.listener.endpoint, ", ".join(o.label() for o in h.listener.owners),
+         when(h.opened_at, False), when(h.closed_at, True)]
+        for h in holdings
+    ]
+    print(render.table(rows, ["PROTO", "ADDRESS", "OWNER", "FROM", "TO"]))
+    return 0
+
+
+# ------------------------------------------------------------------ status
+
+
+def cmd_status(args) -> int:
+    from .service import InstanceLock
+    from .store import StoreError
+
+    pid = InstanceLock.holder(paths.lock_file())
+    info, counts = None, None
+    try:
+        store = _reader()
+        try:
+            info, counts = store.daemon_info(), store.counts()
+        finally:
+            store.close()
+    except StoreError as err:
+        note = str(err)
+    else:
+        note = None
+    running = pid is not None
+    if args.json:
+        print(json.dumps({"version": SCHEMA_VERSION, "running": running, "pid": pid, "daemon": info, "counts": counts, "database": str(paths.database())}))
+        return 0 if running else 1
+    if not running:
+        print("The portbell daemon is not running. Start it with `portbell daemon` (or `portbell autostart enable`).")
+        if info:
+            print(f"It last sampled at {info.get('last_sample_at') or 'unknown'} (pid {info.get('pid')}).")
+        if note:
+            print(note)
+        return 1
+    print(f"The portbell daemon is running: pid {pid}.")
+    if info and info.get("pid") == pid:
+        started = datetime.fromisoformat(info["started_at"])
+        print(f"  since        {render.since(started)}")
+        last = info.get("last_sample_at")
+        print(f"  last sample  {render.since(datetime.fromisoformat(last)) if last else 'none yet'} (every {info.get('interval_s'):g}s, heartbeat every 15s)")
+        view = "complete" if info.get("complete") else "partial: other users' processes are hidden; run it as root for every owner"
+        print(f"  sampler      {info.get('sampler')}, view {view}")
+        if info.get("failures"):
+            print(f"  failing      the last {info['failures']} samples failed")
+    if counts:
+        print(f"  record       {counts['listeners']} listeners now, {counts['events']} events, {counts['alerts']} alerts ({paths.database()})")
+    return 0
+
+
+# ------------------------------------------------------------------ decisions
+
+
+def _rule_from_args(args, action: str):
+    from .config import parse_ports
+    from .rules import Rule
+
+    program, ports = args.program, None
+    if args.target:
+        try:
+            ports = parse_ports(args.target)
+        except ValueError:
+            program = program or args.target
+    if args.port is not None:
+        try:
+            ports = parse_ports(args.port)
+        except ValueError as err:
+            raise UsageError(f"--port {err}") from None
+    until = None
+    if args.duration:
+        try:
+            until = datetime.now(timezone.utc) + parse_duration(args.duration)
+        except ValueError as err:
+            raise UsageError(f"--for: {err}") from None
+    pid = started = None
+    if args.until_exit is not None:
+        from . import samplers
+
+        owner = samplers.process(args.until_exit)
+        if owner is None:
+            raise UsageError(f"--until-exit: no process with pid {args.until_exit}")
+        pid, started = owner.pid, owner.started_at
+    rule = Rule(
+        action=action,
+        program=program,
+        ports=ports,
+        exposures=tuple(Exposure(e) for e in args.exposure) if args.exposure else None,
+        transport=Transport(args.transport) if args.transport else None,
+        user=args.user,
+        until=until,
+        pid=pid,
+        started_at=started,
+        source="cli",
+    )
+    if (program, ports, rule.exposures, rule.transport, rule.user, pid) == (None,) * 6:
+        raise UsageError(f"say what to {action}: a port (8000 or 8000-8100), a program (node, /usr/bin/python3*), or options")
+    return rule
+
+
+def cmd_decide(args) -> int:
+    action = args.command
+    nothing = not any([args.target, args.program, args.port, args.exposure, args.transport, args.user, args.until_exit])
+    if nothing:  # list
+        try:
+            store = _reader()
+        except PortbellError as err:
+            print(f"No decisions yet ({err}).")
+            return 0
+        try:
+            rules = store.decisions()
+        finally:
+            store.close()
+        if not rules:
+            print("No decisions yet. Trust a listener with `portbell trust 8000` or `portbell trust node`.")
+        for rule in rules:
+            print(f"{rule.id:>4}  {rule.describe()}  [{rule.source}]")
+        return 0
+    rule = _rule_from_args(args, action)
+    store = _writer()
+    try:
+        rule_id = store.add_decision(rule)
+    finally:
+        store.close()
+    print(f"{action}ed: {replace(rule, id=rule_id).describe()}. Undo with `portbell forget {rule_id}`.")
+    return 0
+
+
+def cmd_forget(args) -> int:
+    store = _writer()
+    try:
+        missing = [rid for rid in args.ids if not store.remove_decision(rid)]
+    finally:
+        store.close()
+    for rid in args.ids:
+        if rid not in missing:
+            print(f"forgot rule {rid}")
+    if missing:
+        print(f"portbell: no decision with id {', '.join(map(str, missing))} (list them with `portbell trust`)", file=sys.stderr)
+        return 1
+    return 0
+
+
+# ------------------------------------------------------------------ config
+
+
+def cmd_config(args) -> int:
+    from . import config as configmod
+
+    path = _config_path(args)
+    if args.action == "path":
+        print(path)
+        return 0
+    config = configmod.load(path)  # ConfigError -> exit 2
+    if args.action == "check":
+        print(f"{path}: OK" if path.exists() else f"{path} does not exist: the defaults apply (that is fine)")
+        return 0
+    print(json.dumps(config.to_dict(), indent=2))
+    return 0
+
+
+# ------------------------------------------------------------------ parsers
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0.1 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: use 0.1 to 3600 seconds")
+    return value
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0-65535)")
+    return int(text)
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("daemon", help="the long-running service (foreground; the service manager supervises it)")
+    p.add_argument("--interval", type=_seconds, metavar="S", help="seconds between samples (overrides the config)")
+    p.add_argument("--config", metavar="PATH", help="configuration file (default: `portbell config path`)")
+    p.add_argument("--sampler", choices=("sockdiag", "psutil"), help="force a sampler")
+    p.add_argument("--quiet", action="store_true", help="do not print events")
+    p.add_argument("--json", action="store_true", help="print events as JSON lines")
+    p.set_defaults(func=cmd_daemon)
+
+    p = sub.add_parser("events", help="the history of listeners opening, closing and changing")
+    p.add_argument("--since", metavar="WHEN", help="1h, 2d, or a time like 2026-11-26T09:00")
+    p.add_argument("--port", type=_port)
+    p.add_argument("--process", metavar="NAME", help="only events of this process name or exe")
+    p.add_argument("--alerts", action="store_true", help="only events the policy alerted on")
+    p.add_argument("--limit", type=int, metavar="N", help="at most the N newest")
+    p.add_argument("--json", action="store_true", help="one JSON object per line (version 1)")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new events as the daemon records them")
+    p.set_defaults(func=cmd_events)
+
+    p = sub.add_parser("history", help="who held a port, from when to when")
+    p.add_argument("port", type=_port)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--tcp", action="store_true")
+    group.add_argument("--udp", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("status", help="is the daemon running, since when, what it sees")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    for action, text in (("trust", "never alert about matching listeners: they are expected"), ("mute", "stop alerts about matching listeners")):
+        p = sub.add_parser(action, help=f"{text} (no arguments: list the decisions)")
+        p.add_argument("target", nargs="?", metavar="PORT|PROGRAM", help="8000, 8000-8100, node, /usr/bin/python3*")
+        p.add_argument("--program", metavar="GLOB")
+        p.add_argument("--port", metavar="P|LOW-HIGH")
+        p.add_argument("--exposure", action="append", choices=[e.value for e in Exposure])
+        p.add_argument("--transport", choices=("tcp", "udp"))
+        p.add_argument("--user")
+        p.add_argument("--for", dest="duration", metavar="DURATION", help="expire after 30m, 8h, 1d...")
+        p.add_argument("--until-exit", type=int, metavar="PID", help="only while this process lives")
+        p.set_defaults(func=cmd_decide)
+
+    p = sub.add_parser("forget", help="remove decisions by id (see `portbell trust`)")
+    p.add_argument("ids", type=int, nargs="+", metavar="ID")
+    p.set_defaults(func=cmd_forget)
+
+    p = sub.add_parser("config", help="configuration: path, check, show")
+    p.add_argument("action", choices=("path", "check", "show"))
+    p.add_argument("--config", metavar="PATH", help="another file than the default")
+    p.set_defaults(func=cmd_config)

@@ -1,0 +1,48 @@
+"""Where portbell keeps its files. Imports: platformdirs.
+
+Each directory can be moved with an environment variable, which the tests and
+the system-wide mode use: PORTBELL_STATE_DIR (the database), PORTBELL_CONFIG
+(the config file itself), PORTBELL_RUNTIME_DIR (the lock).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+APP = "portbell"
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("PORTBELL_STATE_DIR") or platformdirs.user_state_dir(APP))
+
+
+def database() -> Path:
+    return state_dir() / "portbell.db"
+
+
+def config_file() -> Path:
+    env = os.environ.get("PORTBELL_CONFIG")
+    return Path(env) if env else Path(platformdirs.user_config_dir(APP)) / "config.toml"
+
+
+def runtime_dir() -> Path:
+    env = os.environ.get("PORTBELL_RUNTIME_DIR")
+    if env:
+        return Path(env)
+    try:
+        return Path(platformdirs.user_runtime_dir(APP))
+    except Exception:  # some platforms have no runtime dir: the state dir is private too
+        return state_dir()
+
+
+def lock_file() -> Path:
+    return runtime_dir() / "daemon.lock"
+
+
+def private_dir(path: Path) -> Path:
+    """Create a directory readable by its owner only (an existing one keeps its mode)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,173 @@
+"""Trust, mute, and whether an event should alert. Pure. Imports: daemon.model, daemon.ports.
+
+A rule matches a listener when every field it sets matches (fields left None
+match anything). `trust` says "this is expected": never alert. `mute` says
+"stop telling me": never alert, but the listener is not called safe. Both are
+recorded with their reason, so the tray, the hook and the command line agree.
+
+Default policy (PRODUCT.md), with the novelty memory:
+- closed events never alert; baseline events never alert;
+- a listener reachable from other machines alerts, unless the same program
+  was seen on the same key before, or it re-opens a random (dynamic or
+  ephemeral range) port at an exposure and transport it was seen at before;
+- a loopback listener alerts per `notify.loopback`: "first-seen" (only the
+  first time its program is seen listening on loopback), "always", "never";
+- `changed` alerts when the listener becomes more exposed, or a different
+  program takes over an exposed key.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from .model import Event, EventKind, Exposure, Key, Listener, Owner, Transport
+from .ports import DYNAMIC, ephemeral_range, port_class
+
+ACTIONS = ("trust", "mute")
+LOOPBACK_POLICIES = ("first-seen", "always", "never")
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    action: str  # "trust" | "mute"
+    program: str | None = None  # glob: on the exe path when it has a "/", else on the name
+    ports: tuple[int, int] | None = None  # inclusive range; one port is (p, p)
+    exposures: tuple[Exposure, ...] | None = None
+    transport: Transport | None = None
+    user: str | None = None
+    until: datetime | None = None  # expiry
+    pid: int | None = None  # "until the process exits": only this process (pid + start time)
+    started_at: datetime | None = None
+    id: int | None = None  # the store's id for decisions; None for config rules
+    source: str = "config"  # "config" | "cli" | "tray"
+
+    def active(self, now: datetime) -> bool:
+        return self.until is None or now < self.until
+
+    def matches(self, listener: Listener, now: datetime) -> bool:
+        if not self.active(now):
+            return False
+        if self.transport is not None and listener.transport is not self.transport:
+            return False
+        if self.ports is not None and not self.ports[0] <= listener.port <= self.ports[1]:
+            return False
+        if self.exposures is not None and listener.exposure not in self.exposures:
+            return False
+        if self.program is None and self.user is None and self.pid is None:
+            return True
+        return any(self._owner_matches(o) for o in listener.owners)
+
+    def _owner_matches(self, owner: Owner) -> bool:
+        if self.pid is not None and (owner.pid, owner.started_at) != (self.pid, self.started_at):
+            return False
+        if self.user is not None and owner.user != self.user:
+            return False
+        if self.program is not None:
+            subject = owner.exe if "/" in self.program or "\\" in self.program else owner.name
+            if subject is None or not fnmatch.fnmatchcase(subject, self.program):
+                return False
+        return True
+
+    def describe(self) -> str:
+        parts = []
+        if self.program:
+            parts.append(f"program {self.program}")
+        if self.ports:
+            low, high = self.ports
+            parts.append(f"port {low}" if low == high else f"ports {low}-{high}")
+        if self.exposures:
+            parts.append("exposure " + "/".join(self.exposures))
+        if self.transport:
+            parts.append(str(self.transport))
+        if self.user:
+            parts.append(f"user {self.user}")
+        if self.pid is not None:
+            parts.append(f"pid {self.pid} until it exits")
+        if self.until is not None:
+            parts.append(f"until {self.until.astimezone().strftime('%Y-%m-%d %H:%M')}")
+        what = ", ".join(parts) or "everything"
+        label = f"rule {self.id}" if self.id is not None else "a config rule"
+        return f"{label} ({self.action} {what})"
+
+
+def program_of(listener: Listener) -> str:
+    """The program a listener belongs to, for the novelty memory: exe path, else name, else uid."""
+    for owner in listener.owners:
+        if owner.exe:
+            return owner.exe
+    for owner in listener.owners:
+        if owner.name:
+            return owner.name
+    uids = sorted({o.uid for o in listener.owners if o.uid is not None})
+    return f"uid:{uids[0]}" if uids else "unknown"
+
+
+def is_random_port(port: int) -> bool:
+    """A port the program most likely let the OS choose."""
+    if port_class(port) == DYNAMIC:
+        return True
+    span = ephemeral_range()
+    return span is not None and span[0] <= port <= span[1]
+
+
+class Memory(Protocol):
+    """What the policy asks of the history (the store answers)."""
+
+    def key_seen(self, key: Key, program: str) -> bool: ...
+
+    def program_seen(self, program: str, exposure: Exposure, transport: Transport, *, random_port: bool) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    alert: bool
+    reason: str
+
+
+class Policy:
+    def __init__(self, rules: tuple[Rule, ...] = (), loopback: str = "first-seen") -> None:
+        if loopback not in LOOPBACK_POLICIES:
+            raise ValueError(f"notify.loopback must be one of {', '.join(LOOPBACK_POLICIES)}")
+        self.rules = rules
+        self.loopback = loopback
+
+    def decide(self, event: Event, memory: Memory, now: datetime) -> Verdict:
+        li = event.listener
+        if event.kind is EventKind.CLOSED:
+            return Verdict(False, "closed events never alert")
+        for action in ACTIONS:  # trust first: a trusted listener is not merely muted
+            for rule in self.rules:
+                if rule.action == action and rule.matches(li, now):
+                    return Verdict(False, f"{'trusted' if action == 'trust' else 'muted'} by {rule.describe()}")
+        if event.kind is EventKind.CHANGED:
+            return self._changed(event)
+        return self._opened(li, memory)
+
+    def _opened(self, li: Listener, memory: Memory) -> Verdict:
+        program = program_of(li)
+        if li.exposure is Exposure.LOOPBACK:
+            if self.loopback == "always":
+                return Verdict(True, "loopback listener (notify.loopback = always)")
+            if self.loopback == "never":
+                return Verdict(False, "loopback listener (notify.loopback = never)")
+            if memory.program_seen(program, Exposure.LOOPBACK, li.transport, random_port=False):
+                return Verdict(False, "loopback, and this program has listened on loopback before")
+            return Verdict(True, "first time this program listens, on loopback")
+        if memory.key_seen(li.key, program):
+            return Verdict(False, f"{li.exposure}, but this program has listened on {li.endpoint} before")
+        if is_random_port(li.port) and memory.program_seen(program, li.exposure, li.transport, random_port=True):
+            return Verdict(False, f"{li.exposure}, but this program re-opens random ports at this exposure")
+        return Verdict(True, f"reachable from other machines ({li.exposure})")
+
+    def _changed(self, event: Event) -> Verdict:
+        li, was = event.listener, event.previous
+        if was is None or not li.exposure.exposed:
+            return Verdict(False, "changed, still on this machine only")
+        if li.exposure.rank > was.exposure.rank or (li.dual_stack and not was.dual_stack):
+            return Verdict(True, f"now more exposed ({was.exposure} -> {li.exposure})")
+        if program_of(li) != program_of(was):
+            return Verdict(True, f"another program took over an exposed port ({program_of(was)} -> {program_of(li)})")
+        return Verdict(False, "changed owner within the same program")

@@ -1,0 +1,473 @@
+"""The record: one SQLite database in WAL mode. Imports: sqlite3, daemon.model, daemon.rules, daemon.errors.
+
+The daemon is the only writer of listeners and events, one transaction per
+poll, committed before any sink or face sees them. The tray and the command
+line open it read-only for history and notice news cheaply through
+`PRAGMA data_version`; they write only decisions (trust, mute).
+
+A file that is not a portbell database (corrupt, or another program's) is moved
+aside by the writer, never deleted; a database from a newer portbell is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .errors import PortbellError
+from .model import (
+    Event,
+    EventKind,
+    Exposure,
+    Key,
+    Listener,
+    Recorded,
+    Snapshot,
+    Transport,
+    iso,
+    parse_iso,
+)
+from .rules import Rule, Verdict, program_of
+
+APPLICATION_ID = 0x70626C6C  # "pbll": marks the file as portbell's
+SCHEMA = 1
+
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE listeners (
+        transport TEXT NOT NULL, address TEXT NOT NULL, port INTEGER NOT NULL,
+        data TEXT NOT NULL, since REAL NOT NULL,
+        PRIMARY KEY (transport, address, port));
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL, kind TEXT NOT NULL,
+        transport TEXT NOT NULL, address TEXT NOT NULL, port INTEGER NOT NULL,
+        program TEXT NOT NULL, names TEXT NOT NULL,
+        listener TEXT NOT NULL, previous TEXT,
+        alert INTEGER NOT NULL, reason TEXT NOT NULL,
+        baseline INTEGER NOT NULL DEFAULT 0, found_at_start INTEGER NOT NULL DEFAULT 0);
+    CREATE INDEX events_at ON events (at);
+    CREATE INDEX events_port ON events (port, at);
+    CREATE TABLE seen_keys (
+        transport TEXT NOT NULL, address TEXT NOT NULL, port INTEGER NOT NULL, program TEXT NOT NULL,
+        first_seen REAL NOT NULL, last_seen REAL NOT NULL,
+        PRIMARY KEY (transport, address, port, program));
+    CREATE TABLE seen_programs (
+        program TEXT NOT NULL, exposure TEXT NOT NULL, transport TEXT NOT NULL, random_port INTEGER NOT NULL,
+        first_seen REAL NOT NULL, last_seen REAL NOT NULL,
+        PRIMARY KEY (program, exposure, transport, random_port));
+    CREATE TABLE decisions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        action TEXT NOT NULL CHECK (action IN ('trust', 'mute')),
+        program TEXT, port_low INTEGER, port_high INTEGER, exposures TEXT, transport TEXT, user TEXT,
+        until REAL, pid INTEGER, started_at TEXT,
+        source TEXT NOT NULL, created_at REAL NOT NULL);
+    """,
+}
+
+
+class StoreError(PortbellError):
+    def __init__(self, message: str, *, path: Path | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def _ts(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def _dt(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, timezone.utc)
+
+
+def _names(li: Listener) -> str:
+    return " ".join(sorted({o.name for o in li.owners if o.name}))
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """One stretch of time a listener held a port, from the history."""
+
+    listener: Listener
+    opened_at: datetime | None  # None: before the history begins
+    closed_at: datetime | None  # None: still open
+
+
+class Store:
+    def __init__(self, conn: sqlite3.Connection, path: Path, readonly: bool) -> None:
+        self.conn = conn
+        self.path = path
+        self.readonly = readonly
+
+    # ------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, path: Path, *, readonly: bool = False) -> Store:
+        """Open (the writer creates and migrates; readers never change the file)."""
+        if readonly:
+            if not path.exists():
+                raise StoreError(f"no history yet at {path}: start `portbell daemon` to keep one", path=path)
+            try:
+                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5, isolation_level=None)
+                cls._check(conn, path)
+            except (sqlite3.DatabaseError, _Foreign) as err:
+                raise StoreError(f"{path} is not a usable portbell database ({err})", path=path) from err
+            return cls(conn, path, True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            return cls._open_writer(path)
+        except _Foreign as err:
+            aside = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(str(path) + suffix)
+                if src.exists():
+                    os.replace(src, Path(str(aside) + suffix))
+            import logging
+
+            logging.getLogger("portbell").warning(
+                "%s was not a usable portbell database (%s); moved it to %s and started a new one", path, err, aside
+            )
+            return cls._open_writer(path)
+
+    @classmethod
+    def _open_writer(cls, path: Path) -> Store:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # private from the first byte
+        os.close(fd)
+        os.chmod(path, 0o600)
+        try:
+            conn = sqlite3.connect(path, timeout=10, isolation_level=None)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints, never corrupt
+            conn.execute("PRAGMA foreign_keys = ON")
+            cls._check(conn, path)
+            cls._migrate(conn)
+        except sqlite3.DatabaseError as err:
+            raise _Foreign(str(err)) from err
+        return cls(conn, path, False)
+
+    @staticmethod
+    def _check(conn: sqlite3.Connection, path: Path) -> None:
+        app = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app == 0 and version == 0 and tables == 0:
+            return  # empty: a new database
+        if app != APPLICATION_ID:
+            raise _Foreign(f"application id {app:#x} is not portbell's")
+        if version > SCHEMA:
+            raise StoreError(
+                f"{path} was written by a newer portbell (schema {version}, this one knows {SCHEMA}); "
+                "upgrade portbell or move the file away",
+                path=path,
+            )
+        if conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            raise _Foreign("integrity check failed")
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for target in sorted(v for v in MIGRATIONS if v > version):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _statements(MIGRATIONS[target]):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version = {target}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits: the cheap way to notice news."""
+        return self.conn.execute("PRAGMA data_version").fetchone()[0]
+
+    # ------------------------------------------------------------ the daemon's state
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def recorded(self) -> Snapshot | None:
+        """The listeners as last committed, with the coverage they were seen under; None before the first baseline."""
+        coverage = self.meta("coverage")
+        if coverage is None:
+            return None
+        sampler, complete = json.loads(coverage)
+        rows = self.conn.execute("SELECT data FROM listeners").fetchall()
+        listeners = [Listener.from_dict(json.loads(data)) for (data,) in rows]
+        at = _dt(float(self.meta("recorded_at") or 0)) or datetime.now(timezone.utc)
+        return Snapshot({li.key: li for li in listeners}, at, complete=complete, sampler=sampler)
+
+    def record(
+        self,
+        snapshot: Snapshot,
+        events: Sequence[tuple[Event, Verdict]],
+        *,
+        baseline: bool = False,
+        found_at_start: bool = False,
+    ) -> list[Recorded]:
+        """Commit one poll: its events, the listeners now, the memory. All or nothing."""
+        out: list[Recorded] = []
+        now = _ts(snapshot.taken_at)
+        with self._transaction():
+            for event, verdict in events:
+                li = event.listener
+                cur = self.conn.execute(
+                    "INSERT INTO events (at, kind, transport, address, port, program, names, listener, previous,"
+                    " alert, reason, baseline, found_at_start) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        _ts(event.at), str(event.kind), str(li.transport), li.address, li.port,
+                        program_of(li), _names(li), json.dumps(li.to_dict()),
+                        json.dumps(event.previous.to_dict()) if event.previous else None,
+                        int(verdict.alert), verdict.reason, int(baseline), int(found_at_start),
+                    ),
+                )
+                out.append(Recorded(cur.lastrowid, event, verdict.alert, verdict.reason, baseline, found_at_start))
+                if event.kind is EventKind.CLOSED:
+                    self.conn.execute(
+                        "DELETE FROM listeners WHERE transport = ? AND address = ? AND port = ?",
+                        (str(li.transport), li.address, li.port),
+                    )
+                else:
+                    since = now if event.kind is EventKind.OPENED else None
+                    self.conn.execute(
+                        "INSERT INTO listeners (transport, address, port, data, since) VALUES (?,?,?,?,?)"
+                        " ON CONFLICT DO UPDATE SET data = excluded.data",
+                        (str(li.transport), li.address, li.port, json.dumps(li.to_dict()), since or now),
+                    )
+                    self._remember(li, now)
+            self._set_coverage(snapshot)
+        return out
+
+    def rebaseline(self, snapshot: Snapshot) -> None:
+        """Coverage changed: the listeners now are the new truth, silently (no events)."""
+        now = _ts(snapshot.taken_at)
+        with self._transaction():
+            self.conn.execute("DELETE FROM listeners")
+            self.conn.executemany(
+                "INSERT INTO listeners (transport, address, port, data, since) VALUES (?,?,?,?,?)",
+                [(str(li.transport), li.address, li.port, json.dumps(li.to_dict()), now) for li in snapshot.listeners.values()],
+            )
+            for li in snapshot.listeners.values():
+                self._remember(li, now)
+            self._set_coverage(snapshot)
+
+    def _set_coverage(self, snapshot: Snapshot) -> None:
+        self._put("coverage", json.dumps([snapshot.sampler, snapshot.complete]))
+        self._put("recorded_at", str(_ts(snapshot.taken_at)))
+
+    def _put(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO UPDATE SET value = excluded.value", (key, value))
+
+    def _remember(self, li: Listener, now: float) -> None:
+        from .rules import is_random_port
+
+        program = program_of(li)
+        self.conn.execute(
+            "INSERT INTO seen_keys VALUES (?,?,?,?,?,?) ON CONFLICT DO UPDATE SET last_seen = excluded.last_seen",
+            (str(li.transport), li.address, li.port, program, now, now),
+        )
+        self.conn.execute(
+            "INSERT INTO seen_programs VALUES (?,?,?,?,?,?) ON CONFLICT DO UPDATE SET last_seen = excluded.last_seen",
+            (program, str(li.exposure), str(li.transport), int(is_random_port(li.port)), now, now),
+        )
+
+    def _transaction(self):
+        store = self
+
+        class _Tx:
+            def __enter__(self):
+                store.conn.execute("BEGIN IMMEDIATE")
+
+            def __exit__(self, kind, _value, _tb):
+                store.conn.execute("ROLLBACK" if kind else "COMMIT")
+                return False
+
+        return _Tx()
+
+    def heartbeat(self, info: dict) -> None:
+        with self._transaction():
+            self._put("daemon", json.dumps(info))
+
+    def prune(self, *, older_than: datetime, max_rows: int) -> int:
+        with self._transaction():
+            n = self.conn.execute("DELETE FROM events WHERE at < ?", (_ts(older_than),)).rowcount
+            n += self.conn.execute(
+                "DELETE FROM events WHERE id <= (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?)", (max_rows,)
+            ).rowcount
+        return n
+
+    # ------------------------------------------------------------ memory (rules.Memory)
+
+    def key_seen(self, key: Key, program: str) -> bool:
+        return (
+            self.conn.execute(
+                "SELECT 1 FROM seen_keys WHERE transport = ? AND address = ? AND port = ? AND program = ?",
+                (str(key.transport), key.address, key.port, program),
+            ).fetchone()
+            is not None
+        )
+
+    def program_seen(self, program: str, exposure: Exposure, transport: Transport, *, random_port: bool) -> bool:
+        sql = "SELECT 1 FROM seen_programs WHERE program = ? AND exposure = ? AND transport = ?"
+        args: tuple = (program, str(exposure), str(transport))
+        if random_port:
+            sql += " AND random_port = 1"
+        return self.conn.execute(sql, args).fetchone() is not None
+
+    # ------------------------------------------------------------ reading the history
+
+    def events(
+        self,
+        *,
+        since: datetime | None = None,
+        port: int | None = None,
+        process: str | None = None,
+        after_id: int = 0,
+        alerts_only: bool = False,
+        limit: int | None = None,
+    ) -> list[Recorded]:
+        sql = "SELECT id, at, kind, listener, previous, alert, reason, baseline, found_at_start FROM events WHERE id > ?"
+        args: list = [after_id]
+        if since is not None:
+            sql += " AND at >= ?"
+            args.append(_ts(since))
+        if port is not None:
+            sql += " AND port = ?"
+            args.append(port)
+        if process is not None:
+            sql += " AND (' ' || names || ' ' LIKE ? OR program LIKE ?)"
+            args += [f"% {process} %", f"%{process}%"]
+        if alerts_only:
+            sql += " AND alert = 1"
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql = f"SELECT * FROM ({sql.replace('ORDER BY id', 'ORDER BY id DESC')} LIMIT {int(limit)}) ORDER BY id"
+        return [self._row(r) for r in self.conn.execute(sql, args)]
+
+    @staticmethod
+    def _row(row) -> Recorded:
+        rid, at, kind, listener, previous, alert, reason, baseline, found = row
+        event = Event(
+            EventKind(kind),
+            _dt(at),
+            Listener.from_dict(json.loads(listener)),
+            Listener.from_dict(json.loads(previous)) if previous else None,
+        )
+        return Recorded(rid, event, bool(alert), reason, bool(baseline), bool(found))
+
+    def last_id(self) -> int:
+        return self.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+
+    def history(self, port: int, transport: str | None = None) -> list[Holding]:
+        """Who held a port, from when to when: opened/closed pairs per key, oldest first."""
+        sql = "SELECT id, at, kind, listener, previous, alert, reason, baseline, found_at_start FROM events WHERE port = ?"
+        args: list = [port]
+        if transport:
+            sql += " AND transport = ?"
+            args.append(transport)
+        open_: dict[Key, tuple[Listener, datetime | None]] = {}
+        out: list[Holding] = []
+        for rec in map(self._row, self.conn.execute(sql + " ORDER BY id", args)):
+            ev = rec.event
+            start = None if rec.baseline else ev.at
+            if ev.kind is EventKind.OPENED:
+                open_[ev.key] = (ev.listener, start)
+            elif ev.kind is EventKind.CHANGED:
+                was, since = open_.pop(ev.key, (ev.previous, None))
+                out.append(Holding(was or ev.previous, since, ev.at))
+                open_[ev.key] = (ev.listener, ev.at)
+            else:
+                was, since = open_.pop(ev.key, (ev.listener, None))
+                out.append(Holding(was, since, ev.at))
+        out.extend(Holding(li, since, None) for li, since in open_.values())
+        out.sort(key=lambda h: (h.closed_at is None, h.closed_at or datetime.max.replace(tzinfo=timezone.utc)))
+        return out
+
+    def last_holder(self, transport: str, port: int) -> tuple[Listener, datetime] | None:
+        """The last listener that closed on this port, and when (the doctor's seam)."""
+        row = self.conn.execute(
+            "SELECT listener, at FROM events WHERE port = ? AND transport = ? AND kind = 'closed' ORDER BY id DESC LIMIT 1",
+            (port, transport),
+        ).fetchone()
+        return (Listener.from_dict(json.loads(row[0])), _dt(row[1])) if row else None
+
+    def current_since(self) -> dict[Key, datetime]:
+        return {
+            Key(Transport(t), a, p): _dt(since)
+            for t, a, p, since in self.conn.execute("SELECT transport, address, port, since FROM listeners")
+        }
+
+    def daemon_info(self) -> dict | None:
+        data = self.meta("daemon")
+        return json.loads(data) if data else None
+
+    def counts(self) -> dict[str, int]:
+        events, alerts = self.conn.execute("SELECT count(*), coalesce(sum(alert), 0) FROM events").fetchone()
+        listeners = self.conn.execute("SELECT count(*) FROM listeners").fetchone()[0]
+        return {"listeners": listeners, "events": events, "alerts": alerts}
+
+    # ------------------------------------------------------------ decisions
+
+    def add_decision(self, rule: Rule) -> int:
+        with self._transaction():
+            cur = self.conn.execute(
+                "INSERT INTO decisions (action, program, port_low, port_high, exposures, transport, user, until, pid,"
+                " started_at, source, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    rule.action, rule.program,
+                    rule.ports[0] if rule.ports else None, rule.ports[1] if rule.ports else None,
+                    ",".join(rule.exposures) if rule.exposures else None,
+                    str(rule.transport) if rule.transport else None, rule.user,
+                    _ts(rule.until) if rule.until else None, rule.pid, iso(rule.started_at),
+                    rule.source, time.time(),
+                ),
+            )
+        return cur.lastrowid
+
+    def remove_decision(self, rule_id: int) -> bool:
+        with self._transaction():
+            return self.conn.execute("DELETE FROM decisions WHERE id = ?", (rule_id,)).rowcount > 0
+
+    def decisions(self) -> tuple[Rule, ...]:
+        rows = self.conn.execute(
+            "SELECT id, action, program, port_low, port_high, exposures, transport, user, until, pid, started_at, source"
+            " FROM decisions ORDER BY id"
+        ).fetchall()
+        return tuple(
+            Rule(
+                action=action,
+                program=program,
+                ports=(low, high) if low is not None else None,
+                exposures=tuple(Exposure(e) for e in exposures.split(",")) if exposures else None,
+                transport=Transport(transport) if transport else None,
+                user=user,
+                until=_dt(until),
+                pid=pid,
+                started_at=parse_iso(started_at),
+                id=rid,
+                source=source,
+            )
+            for rid, action, program, low, high, exposures, transport, user, until, pid, started_at, source in rows
+        )
+
+
+class _Foreign(Exception):
+    """The file is not a usable portbell database."""
+
+
+def _statements(script: str) -> Iterable[str]:
+    for statement in script.split(";"):
+        if statement.strip():
+            yield statement

@@ -1,0 +1,288 @@
+"""The daemon for real: child processes, real SQLite, signals, kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import LINUX, wait_for
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A private state, runtime and config location for one test, for this process and its children."""
+    env = {
+        "PORTBELL_STATE_DIR": str(tmp_path / "state"),
+        "PORTBELL_RUNTIME_DIR": str(tmp_path / "run"),
+        "PORTBELL_CONFIG": str(tmp_path / "config.toml"),
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return tmp_path
+
+
+class DaemonProc:
+    def __init__(self, *args, env=None):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "portbell.daemon", "daemon", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.pid = self.proc.pid
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        out, err = self.proc.communicate(timeout=20)
+        return self.proc.returncode, out, err
+
+
+@pytest.fixture
+def daemon(home):
+    made: list[DaemonProc] = []
+
+    def start(*args, **kw):
+        d = DaemonProc(*args, **kw)
+        made.append(d)
+        return d
+
+    yield start
+    for d in made:
+        if d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait(timeout=10)
+
+
+def db(home) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{home / 'state' / 'portbell.db'}?mode=ro", uri=True)
+
+
+def events(home, where="1=1", args=()):
+    try:
+        with db(home) as conn:
+            return conn.execute(f"SELECT kind, port, alert, reason, baseline, found_at_start FROM events WHERE {where} ORDER BY id", args).fetchall()
+    except sqlite3.OperationalError:
+        return []
+
+
+def recorded(home, port):
+    return events(home, "port = ?", (port,))
+
+
+def sampled_once(home):
+    return wait_for(lambda: events(home, "baseline = 1") or None, timeout=15, what="the daemon's baseline")
+
+
+def listen(address="127.0.0.1"):
+    s = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+    s.bind((address, 0))
+    s.listen()
+    return s
+
+
+# ------------------------------------------------------------------ lifecycle
+
+
+def test_first_start_records_a_silent_baseline_then_alerts_on_news(daemon, home):
+    before = listen("127.0.0.1")
+    d = daemon("--interval", "0.2", "--json")
+    sampled_once(home)
+    (row,) = recorded(home, before.getsockname()[1])
+    assert row == ("opened", before.getsockname()[1], 0, "baseline: listening when portbell first started", 1, 0)
+    after = listen("0.0.0.0")
+    port = after.getsockname()[1]
+    kind, _, alert, reason, baseline, found = wait_for(lambda: recorded(home, port) and recorded(home, port)[0])
+    assert (kind, alert, baseline, found) == ("opened", 1, 0, 0) and "all-interfaces" in reason
+    after.close()
+    wait_for(lambda: len(recorded(home, port)) == 2)
+    assert recorded(home, port)[1][:3] == ("closed", port, 0)
+    code, out, err = d.stop()
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert any(e["listener"]["port"] == port and e["kind"] == "opened" and e["alert"] for e in lines)
+    before.close()
+
+
+def test_restart_reports_what_changed_while_it_was_down(daemon, home):
+    stays, goes = listen(), listen()
+    d = daemon("--interval", "0.2")
+    sampled_once(home)
+    d.stop()
+    goes_port = goes.getsockname()[1]
+    goes.close()
+    new = listen("0.0.0.0")
+    d = daemon("--interval", "0.2")
+    new_port = new.getsockname()[1]
+    wait_for(lambda: len(recorded(home, new_port)) == 1 and len(recorded(home, goes_port)) == 2, what="the restart diff")
+    assert recorded(home, new_port)[0][0] == "opened" and recorded(home, new_port)[0][5] == 1  # found_at_start
+    assert recorded(home, goes_port)[1][0] == "closed"
+    assert len(recorded(home, stays.getsockname()[1])) == 1  # unchanged: nothing new
+    d.stop()
+    stays.close()
+    new.close()
+
+
+def test_second_instance_exits_non_zero_naming_the_pid(daemon, home):
+    first = daemon("--interval", "0.5")
+    sampled_once(home)
+    second = subprocess.run([sys.executable, "-m", "portbell.daemon", "daemon"], capture_output=True, text=True, timeout=30)
+    assert second.returncode == 1
+    assert f"already running (pid {first.pid}" in second.stderr
+    first.stop()
+
+
+def test_sigterm_stops_cleanly_and_status_tells(daemon, home):
+    d = daemon("--interval", "30")
+    sampled_once(home)
+    status = subprocess.run([sys.executable, "-m", "portbell.daemon", "status", "--json"], capture_output=True, text=True)
+    doc = json.loads(status.stdout)
+    assert status.returncode == 0 and doc["running"] is True and doc["pid"] == d.pid
+    assert doc["daemon"]["sampler"] and doc["daemon"]["complete"] in (True, False)
+    started = time.monotonic()
+    code, _, err = d.stop(signal.SIGTERM)
+    assert code == 0 and time.monotonic() - started < 10 and "Traceback" not in err
+    status = subprocess.run([sys.executable, "-m", "portbell.daemon", "status"], capture_output=True, text=True)
+    assert status.returncode == 1 and "not running" in status.stdout
+
+
+def test_the_daemon_never_holds_an_inet_socket(daemon, home):
+    d = daemon("--interval", "0.2")
+    sampled_once(home)
+    proc = psutil.Process(d.pid)
+    assert proc.net_connections(kind="inet") == []
+    kinds = {c.family for c in proc.net_connections(kind="all")}
+    assert not kinds & {socket.AF_INET, socket.AF_INET6}
+    d.stop()
+
+
+@pytest.mark.skipif(not LINUX, reason="sd_notify is systemd's")
+def test_readiness_and_watchdog_go_to_notify_socket(daemon, home):
+    path = str(home / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        sock.settimeout(15)
+        d = daemon("--interval", "0.2", env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})
+        got = set()
+        while not {"READY=1", "WATCHDOG=1"} <= got:
+            got.add(sock.recv(256).decode())
+        d.stop()
+        sock.settimeout(0)
+        rest = []
+        while True:
+            try:
+                rest.append(sock.recv(256).decode())
+            except BlockingIOError:
+                break
+        assert rest[-1] == "STOPPING=1"
+
+
+def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(daemon, home):
+    config = home / "config.toml"
+    config.write_text('[notify]\nloopback = "always"\n')
+    d = daemon("--interval", "0.2")
+    sampled_once(home)
+    a = listen()
+    wait_for(lambda: recorded(home, a.getsockname()[1]))
+    assert recorded(home, a.getsockname()[1])[0][2] == 1  # always
+    config.write_text('[notify]\nloopback = "sometimes"\n')  # invalid
+    d.proc.send_signal(signal.SIGHUP)
+    b = listen()
+    wait_for(lambda: recorded(home, b.getsockname()[1]))
+    assert recorded(home, b.getsockname()[1])[0][2] == 1  # the old config still rules
+    config.write_text('[notify]\nloopback = "never"\n')
+    d.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 15
+    while True:  # the reload lands within a poll or two
+        c = listen()
+        row = wait_for(lambda: recorded(home, c.getsockname()[1]))
+        if row[0][2] == 0:
+            break
+        assert time.monotonic() < deadline, "the valid config was never applied"
+    code, _, err = d.stop()
+    assert "invalid; keeping the previous one" in err and "loopback" in err
+    for s in (a, b, c):
+        s.close()
+
+
+def test_trust_from_the_command_line_silences_the_daemon(daemon, home):
+    d = daemon("--interval", "0.2")
+    sampled_once(home)
+    probe = listen("0.0.0.0")
+    port = probe.getsockname()[1]
+    wait_for(lambda: recorded(home, port))
+    probe.close()
+    out = subprocess.run([sys.executable, "-m", "portbell.daemon", "trust", str(port + 1)], capture_output=True, text=True)
+    assert out.returncode == 0 and "forget" in out.stdout
+    s = socket.socket()
+    try:
+        s.bind(("0.0.0.0", port + 1))
+    except OSError:
+        pytest.skip("the neighbouring port is taken")
+    s.listen()
+    (row,) = wait_for(lambda: recorded(home, port + 1))
+    assert row[2] == 0 and row[3].startswith("trusted by rule 1")
+    s.close()
+    d.stop()
+
+
+# ------------------------------------------------------------------ kill -9
+
+
+BURST = """
+import socket, sys, time
+socks = []
+for i in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1); socks.append(s)
+    if i % 50 == 49:
+        time.sleep(0.05)
+print(" ".join(str(s.getsockname()[1]) for s in socks), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_kill_9_during_a_burst_loses_nothing_and_repeats_nothing(daemon, home):
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 1100:
+        pytest.skip("the file descriptor limit is too low for 1,000 listeners")
+    d = daemon("--interval", "0.1", "--quiet")
+    sampled_once(home)
+    burst = subprocess.Popen(
+        [sys.executable, "-c", f"import resource; resource.setrlimit(resource.RLIMIT_NOFILE, ({min(hard, 4096)}, {hard}))\n" + BURST, "1000"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        for round_ in range(3):  # pull the plug at several points of the burst, restart each time
+            wait_for(lambda: len(events(home, "baseline = 0 AND kind = 'opened'")) > 100 * (round_ + 1), timeout=30, what="the burst under way")
+            d.proc.kill()
+            d.proc.wait()
+            d = daemon("--interval", "0.1", "--quiet")
+        ports = [int(p) for p in burst.stdout.readline().split()]
+        assert len(ports) == 1000
+        wanted = set(ports)
+
+        def all_recorded():
+            with db(home) as conn:
+                rows = conn.execute("SELECT port FROM events WHERE kind = 'opened' AND baseline = 0 AND address = '127.0.0.1'").fetchall()
+            got = [p for (p,) in rows if p in wanted]
+            return len(set(got)) == len(wanted) and got
+
+        got = wait_for(all_recorded, timeout=60, interval=0.2, what="every listener of the burst")
+        assert sorted(got) == sorted(ports)  # exactly once each
+        d.stop()
+    finally:
+        burst.stdin.close()
+        burst.wait(timeout=30)
