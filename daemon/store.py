@@ -117,6 +117,9 @@ class Store:
             try:
                 conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5, isolation_level=None)
                 cls._check(conn, path)
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version < SCHEMA:  # empty, or older: only the writer creates and migrates
+                    raise StoreError(f"no history yet at {path}: start `portbell daemon` to keep one", path=path)
             except (sqlite3.DatabaseError, _Foreign) as err:
                 raise StoreError(f"{path} is not a usable portbell database ({err})", path=path) from err
             return cls(conn, path, True)

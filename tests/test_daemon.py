@@ -32,21 +32,29 @@ def home(tmp_path, monkeypatch):
 
 
 class DaemonProc:
-    def __init__(self, *args, env=None):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "portbell.daemon", "daemon", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **(env or {})},
-        )
+    """`portbell daemon` as a child; its output goes to files, so a chatty daemon never blocks on a full pipe."""
+
+    count = 0
+
+    def __init__(self, *args, env=None, folder: Path):
+        DaemonProc.count += 1
+        self.out_path = folder / f"daemon-{DaemonProc.count}.out"
+        self.err_path = folder / f"daemon-{DaemonProc.count}.err"
+        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "portbell.daemon", "daemon", *args],
+                stdout=out,
+                stderr=err,
+                text=True,
+                env={**os.environ, **(env or {})},
+            )
         self.pid = self.proc.pid
 
     def stop(self, sig=signal.SIGTERM):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        out, err = self.proc.communicate(timeout=20)
-        return self.proc.returncode, out, err
+        self.proc.wait(timeout=20)
+        return self.proc.returncode, self.out_path.read_text(), self.err_path.read_text()
 
 
 @pytest.fixture
@@ -54,7 +62,7 @@ def daemon(home):
     made: list[DaemonProc] = []
 
     def start(*args, **kw):
-        d = DaemonProc(*args, **kw)
+        d = DaemonProc(*args, folder=home, **kw)
         made.append(d)
         return d
 
@@ -274,10 +282,14 @@ def test_kill_9_during_a_burst_loses_nothing_and_repeats_nothing(daemon, home):
         assert len(ports) == 1000
         wanted = set(ports)
 
-        def all_recorded():
+        def all_recorded():  # the burst's own listeners: other processes may come and go meanwhile
             with db(home) as conn:
-                rows = conn.execute("SELECT port FROM events WHERE kind = 'opened' AND baseline = 0 AND address = '127.0.0.1'").fetchall()
-            got = [p for (p,) in rows if p in wanted]
+                rows = conn.execute(
+                    "SELECT port FROM events WHERE kind = 'opened' AND transport = 'tcp' AND address = '127.0.0.1'"
+                    " AND json_extract(listener, '$.owners[0].pid') = ?",
+                    (burst.pid,),
+                ).fetchall()
+            got = [p for (p,) in rows]
             return len(set(got)) == len(wanted) and got
 
         got = wait_for(all_recorded, timeout=60, interval=0.2, what="every listener of the burst")
@@ -286,3 +298,82 @@ def test_kill_9_during_a_burst_loses_nothing_and_repeats_nothing(daemon, home):
     finally:
         burst.stdin.close()
         burst.wait(timeout=30)
+
+
+# ------------------------------------------------------------------ the record from the command line
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "portbell.daemon", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_events_history_and_decisions_from_the_command_line(daemon, home):
+    d = daemon("--interval", "0.2")
+    sampled_once(home)
+    s = listen("0.0.0.0")
+    port = s.getsockname()[1]
+    wait_for(lambda: recorded(home, port))
+    s.close()
+    wait_for(lambda: len(recorded(home, port)) == 2)
+
+    out = cli("events", "--since", "1h", "--port", str(port), "--json")
+    kinds = [json.loads(line)["kind"] for line in out.stdout.splitlines()]
+    assert out.returncode == 0 and kinds == ["opened", "closed"]
+    first = json.loads(out.stdout.splitlines()[0])
+    assert {"version", "kind", "at", "listener", "previous", "alert", "reason", "baseline", "found_at_start", "id"} <= set(first)
+    assert cli("events", "--since", "yesterday-ish").returncode == 2
+
+    out = cli("history", str(port))
+    assert out.returncode == 0 and f"0.0.0.0:{port}" in out.stdout and "python" in out.stdout
+    assert cli("history", "1").returncode == 1
+
+    assert cli("mute", "node", "--for", "8h").returncode == 0
+    listed = cli("trust").stdout
+    assert "mute program node" in listed and "[cli]" in listed
+    assert cli("forget", "1").returncode == 0 and cli("forget", "1").returncode == 1
+    assert cli("mute", "--for", "8 parsecs", "node").returncode == 2
+    d.stop()
+
+
+def test_events_follow_prints_what_the_daemon_commits(daemon, home):
+    d = daemon("--interval", "0.2")
+    sampled_once(home)
+    follower = subprocess.Popen([sys.executable, "-m", "portbell.daemon", "events", "--follow", "--json"], stdout=subprocess.PIPE, text=True)
+    try:
+        s = listen("0.0.0.0")
+        port = s.getsockname()[1]
+        from test_cli import Lines
+
+        lines = Lines(follower)
+        while True:
+            ev = json.loads(lines.next(10))
+            if ev["listener"]["port"] == port:
+                break
+        assert ev["kind"] == "opened" and isinstance(ev["alert"], bool) and ev["reason"]
+        s.close()
+    finally:
+        follower.terminate()
+        follower.wait(timeout=10)
+    d.stop()
+
+
+def test_jsonl_sink_is_written_while_the_daemon_runs(daemon, home):
+    target = home / "out" / "events.jsonl"
+    (home / "config.toml").write_text(f'[sinks.jsonl]\npath = "{target}"\n')
+    d = daemon("--interval", "0.2")
+    sampled_once(home)
+    wait_for(lambda: target.exists() and target.read_text().count("\n") >= 1, what="the baseline in the JSON lines file")
+    seen = target.read_text().count("\n")
+    s = listen("0.0.0.0")
+    port = s.getsockname()[1]
+
+    def line_for_port():
+        with open(target) as f:
+            f.seek(0)
+            rows = [json.loads(line) for line in f.read().splitlines()[seen:]]
+        return [r for r in rows if r["columns"]["port"] == str(port)]
+
+    (row,) = wait_for(line_for_port, what="the new listener in the JSON lines file")
+    assert row["action"] == "added" and row["name"] == "portbell_listeners" and row["columns"]["exposure"] == "all-interfaces"
+    s.close()
+    d.stop()

@@ -1,0 +1,92 @@
+"""The notification policy and rules, with the real store as its memory."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from portbell.daemon.classify import classify
+from portbell.daemon.model import Event, EventKind, Exposure, Listener, Owner, Transport, snapshot_of
+from portbell.daemon.rules import Policy, Rule, Verdict
+from portbell.daemon.store import Store
+
+NOW = datetime(2026, 11, 26, 9, tzinfo=timezone.utc)
+
+
+def li(port, address="0.0.0.0", name="node", exe="/usr/bin/node", pid=7, user="ana", transport=Transport.TCP, started=NOW):
+    return Listener(transport, 6 if ":" in address else 4, address, port, classify(address), owners=(Owner(pid=pid, uid=1000, name=name, exe=exe, user=user, started_at=started),))
+
+
+def ev(listener, kind=EventKind.OPENED, previous=None):
+    return Event(kind, NOW, listener, previous)
+
+
+@pytest.fixture
+def memory(tmp_path):
+    s = Store.open(tmp_path / "db")
+    yield s
+    s.close()
+
+
+def remember(store, listener):
+    store.record(snapshot_of([listener], NOW), [(ev(listener), Verdict(True, "x"))])
+
+
+def test_exposed_listener_alerts_and_closed_never_does(memory):
+    p = Policy()
+    assert p.decide(ev(li(8000)), memory, NOW).alert
+    assert not p.decide(ev(li(8000), EventKind.CLOSED), memory, NOW).alert
+
+
+def test_same_program_on_the_same_key_is_remembered(memory):
+    remember(memory, li(8000))
+    verdict = Policy().decide(ev(li(8000, pid=99)), memory, NOW)
+    assert not verdict.alert and "before" in verdict.reason
+
+
+def test_random_port_reopened_at_the_same_exposure_is_not_new(memory):
+    remember(memory, li(50001))
+    assert not Policy().decide(ev(li(50777)), memory, NOW).alert
+    assert Policy().decide(ev(li(50777, address="192.168.1.5")), memory, NOW).alert  # another exposure
+    assert Policy().decide(ev(li(8001)), memory, NOW).alert  # not a random port
+
+
+def test_loopback_alerts_only_the_first_time_a_program_is_seen_there(memory):
+    p = Policy(loopback="first-seen")
+    assert p.decide(ev(li(5173, "127.0.0.1")), memory, NOW).alert
+    remember(memory, li(5173, "127.0.0.1"))
+    assert not p.decide(ev(li(5174, "127.0.0.1")), memory, NOW).alert
+    assert Policy(loopback="always").decide(ev(li(5174, "127.0.0.1")), memory, NOW).alert
+    assert not Policy(loopback="never").decide(ev(li(9999, "::1", exe="/bin/new")), memory, NOW).alert
+
+
+def test_trust_and_mute_rules_and_their_limits(memory):
+    rules = (
+        Rule("trust", program="/usr/sbin/sshd", ports=(22, 22)),
+        Rule("mute", program="node*", until=NOW + timedelta(hours=1), id=3),
+    )
+    p = Policy(rules)
+    sshd = li(22, name="sshd", exe="/usr/sbin/sshd")
+    v = p.decide(ev(sshd), memory, NOW)
+    assert not v.alert and v.reason.startswith("trusted by a config rule")
+    assert p.decide(ev(li(2222, name="sshd", exe="/usr/sbin/sshd")), memory, NOW).alert  # other port
+    v = p.decide(ev(li(4000)), memory, NOW)
+    assert not v.alert and v.reason.startswith("muted by rule 3")
+    assert p.decide(ev(li(4000)), memory, NOW + timedelta(hours=2)).alert  # expired
+
+
+def test_until_exit_rule_matches_only_that_process_instance(memory):
+    rule = Rule("trust", pid=7, started_at=NOW)
+    p = Policy((rule,))
+    assert not p.decide(ev(li(8000)), memory, NOW).alert
+    assert p.decide(ev(li(8000, started=NOW + timedelta(seconds=1))), memory, NOW).alert  # reused pid
+
+
+def test_becoming_more_exposed_alerts(memory):
+    was = li(8000, "::")
+    now = Listener(was.transport, 6, "::", 8000, Exposure.ALL_INTERFACES, dual_stack=True, owners=was.owners)
+    assert Policy().decide(ev(now, EventKind.CHANGED, was), memory, NOW).alert
+    other = li(8000, "::", name="python3", exe="/usr/bin/python3")
+    assert Policy().decide(ev(other, EventKind.CHANGED, was), memory, NOW).alert
+    assert not Policy().decide(ev(li(8000, "::", pid=8), EventKind.CHANGED, was), memory, NOW).alert
