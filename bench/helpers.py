@@ -96,6 +96,11 @@ class Helper:
         self.proc.stdout.close()
 
 
+def started_pids() -> frozenset[int]:
+    """Every helper the benchmark started (each also leads its own process group)."""
+    return frozenset(_groups)
+
+
 def _kill_group(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)

@@ -14,6 +14,7 @@ ESTABLISHED_RATIO_MIN = 500
 ATTRIBUTION_LIMIT_MS = 5.0
 
 OPENERS = ("new process", "old process")
+BUSY_LISTENERS = 50  # listeners of other programs beyond which a scale is not what its name says
 
 
 def ratio(scale: dict) -> float | None:
@@ -158,14 +159,25 @@ def details_table(scales: dict[str, dict]) -> list[str]:
             _median_p90(scale["sockdiag_pid_moved"]),
             ms(scale["sockdiag_fresh_first"]["cpu_ms"]),
             f"{scale['psutil_sampler']['n']} / {scale['net_connections']['n']}",
-            f"{same['sockdiag']} / {same['psutil']}" + ("" if same["agree"] else " (differ)"),
+            f"{same['sockdiag']} / {same['psutil']} ({same['others']} not ours)"
+            + (f", {same['moving']} changing meanwhile" if same["moving"] else "")
+            + ("" if same["agree"] else " (differ)"),
         ])
     return _table(header, rows)
 
 
 def markdown(doc: dict) -> str:
     scales = doc["scales"]
+    load = doc["machine"]["loadavg_1min"]
     lines = [f"# portbell sampler benchmark ({doc['mode']} run, {doc['machine']['summary']})", ""]
+    found = doc["machine"]["listeners"]
+    lines += [f"Machine before/after the run: load average (1 min) {load['start']:.2f} / {load['end']:.2f}, "
+              f"listeners {found['start']} / {found['end']}.", ""]
+    busy = {name: s["same_listeners"]["others"] for name, s in scales.items()
+            if s["same_listeners"]["others"] > BUSY_LISTENERS}
+    if busy:
+        lines += [f"WARNING: other programs held many listeners during scales {busy}: "
+                  "those rows measure a busier machine than their name says.", ""]
     lines += ["CPU time per sample, median (p90), in ms; ratio = psutil.net_connections / sockdiag medians.", ""]
     if scales:
         lines += main_table(scales) + [""]
