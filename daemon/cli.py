@@ -15,7 +15,7 @@ import sys
 import threading
 from typing import Sequence
 
-from . import __version__, ports, render
+from . import __version__, doctor, ports, render
 from .classify import parse_address
 from .errors import PortbellError, SampleError, UsageError
 from .model import SCHEMA_VERSION, Exposure, Listener, Snapshot, Transport
@@ -160,6 +160,14 @@ def cmd_who(args) -> int:
         kind = f" ({wanted})" if wanted else " (tcp or udp)"
         print(f"Nothing listens{where}{kind}.")
         print(about.describe())
+        if about.ephemeral:
+            from . import samplers
+
+            try:
+                connections = samplers.connections_on(port)
+            except SampleError:
+                connections = None
+            print("\n".join(doctor.ephemeral_lines(about, connections)))
         if not snap.complete:
             print(PARTIAL_NOTE, file=sys.stderr)
         return 1
@@ -255,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=_positive_float, default=1.0, metavar="S", help="seconds between samples (default 1)")
     sampler_option(p)
     p.set_defaults(func=cmd_watch)
+    doctor.add_parser(sub)
     return parser
 
 

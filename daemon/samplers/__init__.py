@@ -57,3 +57,11 @@ def process(pid: int) -> Owner | None:
     from ._owners import OwnerReader
 
     return OwnerReader().read(pid)
+
+
+def connections_on(port: int) -> list:
+    """Connected sockets (not listeners) whose local or remote port is `port`, as
+    `_conns.Connection` tuples; raises SampleError when they cannot be listed."""
+    from ._conns import connections_on as on
+
+    return on(port)

@@ -50,17 +50,24 @@ def _read_proc(root: str, pid: int) -> Proc | None:
         return None
 
 
-def socket_inodes(root: str, pid: int) -> frozenset[int]:
-    """The socket inodes a process holds; empty when it is gone or hidden from us."""
+DENIED = None  # what socket_inodes returns for a process whose descriptors we may not read
+
+
+def socket_inodes(root: str, pid: int) -> frozenset[int] | None:
+    """The socket inodes a process holds; empty when it is gone; DENIED when hidden from us."""
     base = f"{root}/{pid}/fd"
     try:
         names = os.listdir(base)
+    except PermissionError:
+        return DENIED
     except OSError:
         return frozenset()
     found = set()
     for name in names:
         try:
             link = os.readlink(f"{base}/{name}")
+        except PermissionError:  # listable but not readable: hidden from us (seen for root, in containers)
+            return DENIED
         except OSError:  # closed meanwhile, or the process exited
             continue
         if link.startswith("socket:["):
@@ -142,10 +149,11 @@ def _handed_out_since(pid: int, old: int, new: int) -> bool:
 class Attributor:
     """Maps socket inodes to the pids holding them, caching what it found."""
 
-    VERIFY_EVERY = 30  # samples between full refreshes when no process was created
+    VERIFY_EVERY = 30  # samples between process-table refreshes when nothing asks for one
+    MIN_REFRESH_GAP = 5  # samples between refreshes caused only by processes being created
     # Samples between full searches for a socket nobody is seen holding. Between
-    # them, every newborn process is still checked for it (see _refresh), so the
-    # backoff only delays finding a socket handed to an old process (SCM_RIGHTS).
+    # them, every newborn process is still checked for it (see _refresh), and the
+    # cheap search (fd counts, see _fds) runs at each backoff step.
     MAX_BACKOFF = 1024
 
     def __init__(self, root: str = PROC) -> None:
@@ -156,7 +164,15 @@ class Attributor:
         self._sample = 0
         self._last_refresh = -10**9
         self.generation = 0  # bumps whenever `holders` changes
-        self.can_read_all = os.geteuid() == 0
+        self.root_view = os.geteuid() == 0
+        # pid -> (start, fd count, socket inodes) from the last read of its fd table
+        self._fd_cache: dict[int, tuple[int, int, frozenset[int]]] = {}
+        self.denied: set[int] = set()  # processes whose descriptors we were refused
+
+    @property
+    def can_read_all(self) -> bool:
+        """Whether every process's descriptors were ours to read (root, and no process hidden even from root)."""
+        return self.root_view and not (self.denied & self.table.procs.keys())
 
     def close(self) -> None:
         self.table.close()
@@ -171,25 +187,35 @@ class Attributor:
         for inode in [i for i in self._retry if i not in wanted]:
             del self._retry[inode]
 
+        since = self._sample - self._last_refresh
         refreshed = False
-        if self.table.moved() or self._sample - self._last_refresh >= self.VERIFY_EVERY:
+        if since >= self.VERIFY_EVERY or (since >= self.MIN_REFRESH_GAP and self.table.moved()):
             self._refresh()
             refreshed = True
 
-        unseen = {
-            inode: uid
-            for inode, uid in wanted.items()
-            if inode not in self.holders and self._retry.get(inode, (0, 0))[0] <= self._sample
-        }
-        if unseen:
+        due = {}
+        for inode, uid in wanted.items():
+            if inode in self.holders:
+                continue
+            retry_at, backoff = self._retry.get(inode, (0, 0))
+            if retry_at <= self._sample:
+                due[inode] = uid
+        if due:
             if not refreshed:
                 self._refresh()
-            self._find(unseen)
+            # A first search trusts fd counts; the second retry and those at the longest
+            # backoff read every descriptor again (a process may have closed one fd and
+            # opened the socket between two reads, keeping its count).
+            thorough = any(self._retry.get(i, (0, 0))[1] in (2, self.MAX_BACKOFF) for i in due)
+            self._find(due, thorough=thorough)
         return {inode: self.holders.get(inode, frozenset()) for inode in wanted}
 
     def _refresh(self) -> None:
         self._last_refresh = self._sample
         gone, born = self.table.refresh()
+        for pid in gone:
+            self._fd_cache.pop(pid, None)
+        self.denied -= gone
         holding = self._holder_pids()
         changed: dict[int, frozenset[int]] = {}
         for inode, pids in self.holders.items():
@@ -198,16 +224,15 @@ class Attributor:
                 changed[inode] = keep
         # Newborn processes: a holder's child inherits its sockets, and a socket
         # nobody was seen holding may belong to a process that just started.
-        memo: dict[int, frozenset[int]] = {}
         for pid in born:
             if not self._retry and self.table.procs[pid].ppid not in holding:
                 continue
-            for inode in self._fds(pid, memo):
+            for inode in self._fds(pid):
                 pids = changed.get(inode, self.holders.get(inode))
                 if pids is not None and pid not in pids:
                     changed[inode] = pids | {pid}
                 elif pids is None and inode in self._retry:
-                    changed[inode] = self._family(inode, pid, memo)
+                    changed[inode] = self._family(inode, pid)
                     del self._retry[inode]
         for inode, pids in changed.items():
             if pids:
@@ -220,30 +245,52 @@ class Attributor:
     def _holder_pids(self) -> set[int]:
         return {pid for pids in self.holders.values() for pid in pids}
 
-    def _fds(self, pid: int, memo: dict[int, frozenset[int]]) -> frozenset[int]:
-        got = memo.get(pid)
-        if got is None:
-            got = memo[pid] = socket_inodes(self.root, pid)
-        return got
+    def _fds(self, pid: int, thorough: bool = False) -> frozenset[int]:
+        """A process's socket inodes. Linux 6.2+ reports a process's open fd count as the
+        size of /proc/<pid>/fd: when it has not changed since the last read, the cached
+        set is reused and the readlinks are skipped (`thorough` reads them anyway)."""
+        proc = self.table.procs.get(pid)
+        start = proc.start if proc else -1
+        cached = self._fd_cache.get(pid)
+        count = -1
+        if not thorough:
+            try:
+                count = os.stat(f"{self.root}/{pid}/fd").st_size
+            except OSError:
+                count = -1
+            if cached is not None and count > 0 and cached[0] == start and cached[1] == count:
+                return cached[2]
+        inodes = socket_inodes(self.root, pid)
+        if inodes is DENIED:
+            self.denied.add(pid)
+            return frozenset()
+        if count < 0:
+            try:
+                count = os.stat(f"{self.root}/{pid}/fd").st_size
+            except OSError:
+                count = 0
+        self._fd_cache[pid] = (start, count, inodes)
+        return inodes
 
-    def _find(self, unseen: dict[int, int]) -> None:
-        memo: dict[int, frozenset[int]] = {}
+    def _find(self, unseen: dict[int, int], thorough: bool = False) -> None:
         missing = set(unseen)
         uids = set(unseen.values())
         order = self.table.newest_first()
         me = os.geteuid()
         passes = [[p for p in order if p.uid in uids]]
-        if self.can_read_all:
+        if self.root_view:
             passes.append([p for p in order if p.uid not in uids])
+        fresh: set[int] = set()  # read during this search: fresh whatever `thorough` says
         for candidates in passes:
             for proc in candidates:
                 if not missing:
                     break
-                if not self.can_read_all and proc.uid != me:
+                if not self.root_view and proc.uid != me:
                     continue
-                hits = self._fds(proc.pid, memo) & missing
+                hits = self._fds(proc.pid, thorough and proc.pid not in fresh) & missing
+                fresh.add(proc.pid)
                 for inode in hits:
-                    self.holders[inode] = self._family(inode, proc.pid, memo)
+                    self.holders[inode] = self._family(inode, proc.pid)
                     missing.discard(inode)
         if len(missing) < len(unseen):
             self.generation += 1
@@ -255,7 +302,7 @@ class Attributor:
             if inode not in missing:
                 self._retry.pop(inode, None)
 
-    def _family(self, inode: int, first: int, memo: dict[int, frozenset[int]]) -> frozenset[int]:
+    def _family(self, inode: int, first: int) -> frozenset[int]:
         """Every holder of `inode` reachable from `first` through parents and children that hold it."""
         holders = {first}
         frontier = [first]
@@ -271,7 +318,7 @@ class Attributor:
                 if other in seen:
                     continue
                 seen.add(other)
-                if inode in self._fds(other, memo):
+                if inode in self._fds(other):
                     holders.add(other)
                     frontier.append(other)
         return frozenset(holders)

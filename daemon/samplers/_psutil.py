@@ -22,7 +22,7 @@ import psutil
 
 from ..classify import classify
 from ..errors import SampleError
-from ..model import Listener, Snapshot, Transport, sort_owners
+from ..model import Listener, Owner, Snapshot, Transport, sort_owners
 from ..snapshot import merge
 from ._owners import OwnerReader, unknown_owner
 
@@ -52,14 +52,18 @@ class PsutilSampler:
     def sample(self) -> Snapshot:
         started = time.perf_counter()
         try:
-            conns = [(c.pid, c) for c in psutil.net_connections(kind="inet")]
-            complete = os.name == "nt" or os.geteuid() == 0 or all(pid is not None for pid, _ in conns if _is_listener(_))
+            conns = [(c.pid, c) for c in psutil.net_connections(kind="inet") if _is_listener(c)]
+            complete = os.name == "nt" or os.geteuid() == 0 or all(pid is not None for pid, _ in conns)
         except psutil.AccessDenied:
-            conns = list(self._per_process())
+            conns = [(pid, c) for pid, c in self._per_process() if _is_listener(c)]
             complete = False
         except OSError as err:
             raise SampleError(f"psutil could not list sockets: {err}", sampler=self.name) from err
-        listeners = merge(self._listener(pid, c) for pid, c in conns if _is_listener(c))
+        owners: dict[int, Owner | None] = {}  # one read per process per sample, however many sockets
+        for pid, _ in conns:
+            if pid and pid not in owners:
+                owners[pid] = self._owners.read(pid)
+        listeners = merge(self._listener(owners.get(pid), c) for pid, c in conns)
         return Snapshot(
             listeners,
             self._clock(),
@@ -76,10 +80,9 @@ class PsutilSampler:
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
 
-    def _listener(self, pid: int | None, conn) -> Listener:
+    def _listener(self, owner: Owner | None, conn) -> Listener:
         address, port = conn.laddr.ip, conn.laddr.port
         family = 6 if conn.family == socket.AF_INET6 else 4
-        owner = self._owners.read(pid) if pid else None
         return Listener(
             Transport.TCP if conn.type == socket.SOCK_STREAM else Transport.UDP,
             family,

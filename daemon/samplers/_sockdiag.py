@@ -32,7 +32,7 @@ from typing import Callable
 
 from ..classify import classify, is_dual_stack
 from ..errors import SampleError
-from ..model import Listener, Snapshot, Transport, sort_owners
+from ..model import Listener, Owner, Snapshot, Transport, sort_owners
 from ..snapshot import merge
 from ._owners import OwnerReader, unknown_owner
 from ._procfs import PROC, Attributor
@@ -139,6 +139,9 @@ class SockDiagSampler:
         self._owners = OwnerReader()
         self._cache_key: tuple | None = None
         self._cache: dict = {}
+        self._parsed: dict[bytes, tuple[bytes, list[Raw]]] = {}  # request -> (reply bytes, records)
+        self._built: dict[tuple, Listener] = {}  # (raw record, holders) -> listener
+        self._owner_memo: dict[tuple[int, int], Owner | None] = {}  # (pid, start ticks) -> owner
 
     def close(self) -> None:
         self._sock.close()
@@ -166,12 +169,22 @@ class SockDiagSampler:
         for transport, request in queries:
             try:
                 self._sock.send(request)
-                done = False
+                n = self._sock.recv_into(self._buf)
+                first = self._buf[:n]
+                cached = self._parsed.get(request)
+                if cached is not None and cached[0] == first:
+                    raws.extend(cached[1])  # the same reply as last time, DONE included: the same records
+                    continue
+                records: list[Raw] = []
+                done = parse(transport, view[:n], records)
+                if done:  # a reply in one buffer is worth remembering
+                    self._parsed[request] = (first, records)
                 while not done:
                     n = self._sock.recv_into(self._buf)
-                    done = parse(transport, view[:n], raws)
+                    done = parse(transport, view[:n], records)
             except OSError as err:
                 raise SampleError(f"sock_diag dump failed: {err}", sampler=self.name) from err
+            raws.extend(records)
         return raws
 
     def sample(self) -> Snapshot:
@@ -179,22 +192,38 @@ class SockDiagSampler:
         raws = self.dump()
         holders = self._attributor.attribute({raw[6]: raw[5] for raw in raws})
         key = (tuple(raws), self._attributor.generation)
-        if key == self._cache_key:
-            listeners = self._cache
-        else:
-            listeners = merge(self._listener(raw, holders[raw[6]]) for raw in raws)
-            self._cache_key, self._cache = key, listeners
+        if key != self._cache_key:
+            self._cache_key, self._cache = key, self._rebuild(raws, holders)
         return Snapshot(
-            listeners,
+            self._cache,
             self._clock(),
             complete=self._complete(raws),
             sampler=self.name,
             duration_s=time.perf_counter() - started,
         )
 
+    def _rebuild(self, raws: list[Raw], holders: dict[int, frozenset[int]]) -> dict:
+        """Only records not seen with the same holders last time are turned into listeners."""
+        built: dict[tuple, Listener] = {}
+        for raw in raws:
+            ident = (raw, holders[raw[6]])
+            li = self._built.get(ident)
+            built[ident] = li if li is not None else self._listener(raw, ident[1])
+        self._built = built
+        live = {pid for _, pids in built for pid in pids}
+        self._owner_memo = {k: v for k, v in self._owner_memo.items() if k[0] in live}
+        return merge(built.values())
+
+    def _owner(self, pid: int) -> Owner | None:
+        proc = self._attributor.table.procs.get(pid)
+        ident = (pid, proc.start if proc else -1)
+        if ident not in self._owner_memo or proc is None:
+            self._owner_memo[ident] = self._owners.read(pid)
+        return self._owner_memo[ident]
+
     def _listener(self, raw: Raw, pids: frozenset[int]) -> Listener:
         transport, family, address, port, v6only, uid, _inode = raw
-        owners = [o for o in map(self._owners.read, pids) if o is not None]
+        owners = [o for o in map(self._owner, pids) if o is not None]
         return Listener(
             transport,
             family,
@@ -206,8 +235,9 @@ class SockDiagSampler:
         )
 
     def _complete(self, raws: list[Raw]) -> bool:
-        """Whether every socket's process was ours to look for: root sees all, a user sees its own."""
-        if self._attributor.can_read_all:
-            return True
+        """Whether every socket's process was ours to look for: root sees all (unless some
+        process hides its descriptors even from root), a user sees its own sockets."""
+        if self._attributor.root_view:
+            return self._attributor.can_read_all
         me = os.geteuid()
         return all(raw[5] == me for raw in raws)
