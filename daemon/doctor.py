@@ -574,12 +574,21 @@ def _other_user(winners: list[Listener], uid: int | None, complete: bool, rerun:
                 continue
             seen.add((o.pid, o.uid))
             who = f"{o.user} (uid {o.uid})" if o.user else f"uid {o.uid}"
-            if o.pid is None or not complete:
+            if o.pid is None and not complete:
                 out.append(
                     Finding(
                         Code.OTHER_USER,
                         f"{li.endpoint} belongs to {who}, not to you, so this view is partial: its process is not visible.",
                         f"run `sudo {rerun}` (or the same check as {o.user or 'that user'}) to see the process",
+                    )
+                )
+            elif o.pid is None:  # a complete view, yet no process holds it
+                out.append(
+                    Finding(
+                        Code.OTHER_USER,
+                        f"{li.endpoint} belongs to {who}, not to you, and no process in view holds it: a kernel "
+                        "socket, or a process in another PID namespace or container.",
+                        "look for it among the containers and services of that user (e.g. `docker ps`, `systemctl list-units`)",
                     )
                 )
             else:

@@ -462,9 +462,11 @@ def as_nobody(work, *, drop: tuple[socket.socket, ...] = ()) -> dict:
     """Run `work()` in a forked child that became uid/gid nobody; return the dict it produced.
 
     A fork, not a subprocess: this interpreter may live where nobody cannot
-    read it. Everything the child needs is imported before the fork. The
-    child closes its copies of `drop`, so it holds none of the test's sockets.
+    read it, so the work runs once here first: every module it imports lazily
+    is loaded before the fork. The child closes its copies of `drop`, so it
+    holds none of the test's sockets.
     """
+    work()
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
@@ -553,12 +555,26 @@ def test_a_visible_process_of_another_user_is_named():
     probes = [doctor.Probe("127.0.0.1", doctor.Outcome.ACCEPTED)]
 
     mine = doctor.diagnose(target, [li], probes, ports.info(5432), uid=113)
-    theirs = doctor.diagnose(target, [li], probes, ports.info(5432), uid=1000)
+    theirs = doctor.diagnose(target, [li], probes, ports.info(5432), uid=1000, complete=False)
 
     assert mine.finding(doctor.Code.OTHER_USER) is None
     other = theirs.finding(doctor.Code.OTHER_USER)
-    assert other is not None and "postgres (uid 113)" in other.sentence
+    assert other is not None and "postgres (uid 113)" in other.sentence and "(pid 77)" in other.sentence
+    # a partial snapshot does not make a process it does show invisible
     assert "partial" not in other.sentence
+
+
+def test_a_hidden_owner_is_partial_only_when_the_view_is():
+    li = Listener(Transport.TCP, 4, "127.0.0.1", 631, Exposure.LOOPBACK, owners=(Owner(pid=None, uid=0, user="root"),))
+    target = doctor.Target("127.0.0.1", 631, Transport.TCP, ("127.0.0.1",))
+    probes = [doctor.Probe("127.0.0.1", doctor.Outcome.ACCEPTED)]
+
+    partial = doctor.diagnose(target, [li], probes, ports.info(631), uid=1000, complete=False)
+    complete = doctor.diagnose(target, [li], probes, ports.info(631), uid=1000, complete=True)
+
+    assert "partial" in partial.finding(doctor.Code.OTHER_USER).sentence
+    assert "sudo portbell doctor 127.0.0.1:631" in partial.finding(doctor.Code.OTHER_USER).fix
+    assert "another PID namespace" in complete.finding(doctor.Code.OTHER_USER).sentence
 
 
 # ------------------------------------------------- this machine only, input
