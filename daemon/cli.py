@@ -15,7 +15,7 @@ import sys
 import threading
 from typing import Sequence
 
-from . import __version__, doctor, ports, render
+from . import __version__, cli_record, doctor, ports, render
 from .classify import parse_address
 from .errors import PortbellError, SampleError, UsageError
 from .model import SCHEMA_VERSION, Exposure, Listener, Snapshot, Transport
@@ -23,10 +23,16 @@ from .service import Monitor, Poll, run
 
 log = logging.getLogger("portbell")
 
-PARTIAL_NOTE = (
-    "note: partial view: sockets of other users show no process. "
-    "Run as root (or that user) to see every owner."
-)
+def partial_note() -> str:
+    """Why the view is partial, in the words that fit who is asking."""
+    import os
+
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return (
+            "note: partial view: some processes hide their descriptors even from root "
+            "(a container or another user namespace); their sockets show no process."
+        )
+    return "note: partial view: sockets of other users show no process. Run as root (or that user) to see every owner."
 
 
 # ----------------------------------------------------------------- helpers
@@ -88,7 +94,7 @@ def cmd_ls(args) -> int:
     else:
         print("Nothing listens" + (" on the network." if args.exposed else "."))
     if not snap.complete:
-        print(PARTIAL_NOTE, file=sys.stderr)
+        print(partial_note(), file=sys.stderr)
     return 0
 
 
@@ -169,7 +175,7 @@ def cmd_who(args) -> int:
                 connections = None
             print("\n".join(doctor.ephemeral_lines(about, connections)))
         if not snap.complete:
-            print(PARTIAL_NOTE, file=sys.stderr)
+            print(partial_note(), file=sys.stderr)
         return 1
     from . import samplers
 
@@ -264,7 +270,20 @@ def build_parser() -> argparse.ArgumentParser:
     sampler_option(p)
     p.set_defaults(func=cmd_watch)
     doctor.add_parser(sub)
+    cli_record.add_parsers(sub)
     return parser
+
+
+def _main_job(verbose: bool) -> list[str]:
+    """`portbell` alone: the daemon in the foreground printing events as readable lines,
+    or, when a daemon already runs, its record followed live."""
+    from . import paths
+    from .service import InstanceLock
+
+    if InstanceLock.holder(paths.lock_file()) is not None:
+        print("portbell: the daemon is already running; following its record (Ctrl-C stops).", file=sys.stderr)
+        return ["events", "--since", "10m", "--follow"]
+    return [*(["--verbose"] if verbose else []), "daemon"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -272,8 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="portbell: %(message)s")
     if args.command is None:
-        # The main job. Until the daemon lands, that is `watch` with readable lines.
-        args = parser.parse_args(["watch", *(["--verbose"] if args.verbose else [])])
+        args = parser.parse_args(_main_job(args.verbose))
     try:
         return args.func(args)
     except UsageError as err:

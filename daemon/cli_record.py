@@ -205,12 +205,15 @@ def cmd_status(args) -> int:
         print(f"  since        {render.since(started)}")
         last = info.get("last_sample_at")
         print(f"  last sample  {render.since(datetime.fromisoformat(last)) if last else 'none yet'} (every {info.get('interval_s'):g}s, heartbeat every 15s)")
-        view = "complete" if info.get("complete") else "partial: other users' processes are hidden; run it as root for every owner"
+        view = "complete" if info.get("complete") else "partial: some sockets' processes are hidden from it (run it as root, or see README: Limits)"
         print(f"  sampler      {info.get('sampler')}, view {view}")
         if info.get("failures"):
             print(f"  failing      the last {info['failures']} samples failed")
     if counts:
-        print(f"  record       {counts['listeners']} listeners now, {counts['events']} events, {counts['alerts']} alerts ({paths.database()})")
+        print(
+            f"  record       {render.plural(counts['listeners'], 'listener')} now, {render.plural(counts['events'], 'event')}, "
+            f"{render.plural(counts['alerts'], 'alert')} ({paths.database()})"
+        )
     return 0
 
 

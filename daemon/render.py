@@ -57,6 +57,10 @@ def listeners_table(listeners: Iterable[Listener]) -> str:
     return table([listener_row(li) for li in listeners], COLUMNS)
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def clock(moment: datetime) -> str:
     return moment.astimezone().strftime("%H:%M:%S")
 
@@ -88,6 +92,14 @@ def since(moment: datetime | None, now: datetime | None = None) -> str:
     return f"{moment.astimezone().strftime('%Y-%m-%d %H:%M:%S %Z')} ({ago} ago)"
 
 
+def command_line(argv, limit: int = 300) -> str:
+    """A command line on one line, quoted as a shell would need it, control characters escaped."""
+    import shlex
+
+    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in shlex.join(argv))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def owner_block(owner: Owner, parent: Owner | None, complete: bool = True) -> list[str]:
     if owner.pid is None:
         uid = f"uid {owner.uid} ({owner.user or '?'})" if owner.uid is not None else "an unknown user"
@@ -99,7 +111,7 @@ def owner_block(owner: Owner, parent: Owner | None, complete: bool = True) -> li
     lines = [
         f"  process  {owner.name or '?'} (pid {owner.pid})",
         f"  exe      {owner.exe or '(not readable)'}",
-        f"  command  {' '.join(owner.cmdline) if owner.cmdline else '(not readable)'}",
+        f"  command  {command_line(owner.cmdline) if owner.cmdline else '(not readable)'}",
         f"  user     {owner.user or '?'} (uid {owner.uid if owner.uid is not None else '?'})",
         f"  started  {since(owner.started_at)}",
     ]

@@ -67,12 +67,14 @@ CHILD = textwrap.dedent(
     s.bind((sys.argv[1], int(sys.argv[3])))
     if kind == socket.SOCK_STREAM:
         s.listen()
+    def say():  # one write: a forked pair shares the pipe, and print() may write in pieces
+        os.write(1, f"{s.getsockname()[1]} {os.getpid()}\\n".encode())
     if sys.argv[5] == "fork":
         if os.fork() == 0:
-            print(s.getsockname()[1], os.getpid(), flush=True)
+            say()
             sys.stdin.read()
             os._exit(0)
-    print(s.getsockname()[1], os.getpid(), flush=True)
+    say()
     sys.stdin.read()  # hold the socket until the test closes our stdin
     """
 )

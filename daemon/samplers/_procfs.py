@@ -168,6 +168,7 @@ class Attributor:
         # pid -> (start, fd count, socket inodes) from the last read of its fd table
         self._fd_cache: dict[int, tuple[int, int, frozenset[int]]] = {}
         self.denied: set[int] = set()  # processes whose descriptors we were refused
+        self._recent: dict[int, int] = {}  # pid -> sample when a socket it held went away
 
     @property
     def can_read_all(self) -> bool:
@@ -182,8 +183,11 @@ class Attributor:
         (empty for a socket no visible process holds)."""
         self._sample += 1
         for inode in [i for i in self.holders if i not in wanted]:
-            del self.holders[inode]
+            for pid in self.holders.pop(inode):
+                self._recent[pid] = self._sample  # it closed a socket: it may be opening another
             self.generation += 1
+        if len(self._recent) > 256:
+            self._recent = dict(sorted(self._recent.items(), key=lambda kv: kv[1])[-128:])
         for inode in [i for i in self._retry if i not in wanted]:
             del self._retry[inode]
 
@@ -215,6 +219,7 @@ class Attributor:
         gone, born = self.table.refresh()
         for pid in gone:
             self._fd_cache.pop(pid, None)
+            self._recent.pop(pid, None)
         self.denied -= gone
         holding = self._holder_pids()
         changed: dict[int, frozenset[int]] = {}
@@ -276,19 +281,26 @@ class Attributor:
         missing = set(unseen)
         uids = set(unseen.values())
         order = self.table.newest_first()
+        procs = self.table.procs
         me = os.geteuid()
-        passes = [[p for p in order if p.uid in uids]]
+        # Likeliest first: processes that just closed a socket (a server re-opening one:
+        # read in full, since closing one fd and opening another keeps the fd count),
+        # then processes already listening, then everyone newest first by uid.
+        recent = [procs[p] for p in sorted(self._recent, key=self._recent.get, reverse=True) if p in procs]
+        listening = [procs[p] for p in self._holder_pids() if p in procs]
+        passes = [(recent, True), (listening, thorough), ([p for p in order if p.uid in uids], thorough)]
         if self.root_view:
-            passes.append([p for p in order if p.uid not in uids])
-        fresh: set[int] = set()  # read during this search: fresh whatever `thorough` says
-        for candidates in passes:
+            passes.append(([p for p in order if p.uid not in uids], thorough))
+        fresh: set[int] = set()  # read in full during this search
+        for candidates, full in passes:
             for proc in candidates:
                 if not missing:
                     break
-                if not self.root_view and proc.uid != me:
+                if proc.pid in fresh or (not self.root_view and proc.uid != me):
                     continue
-                hits = self._fds(proc.pid, thorough and proc.pid not in fresh) & missing
-                fresh.add(proc.pid)
+                hits = self._fds(proc.pid, full) & missing
+                if full:
+                    fresh.add(proc.pid)
                 for inode in hits:
                     self.holders[inode] = self._family(inode, proc.pid)
                     missing.discard(inode)

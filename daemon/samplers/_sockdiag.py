@@ -56,16 +56,17 @@ _RTA = struct.Struct("=HH")
 _ERR = struct.Struct("=i")
 
 _FLAGS = NLM_F_REQUEST | NLM_F_DUMP
+_SEQ = 0x70626C6C  # our requests' sequence number: the kernel echoes it in every reply message
 
 
 def _request(family: int, protocol: int, states: int) -> bytes:
     body = _REQ.pack(family, protocol, 0, 0, states, bytes(48))
-    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), SOCK_DIAG_BY_FAMILY, _FLAGS, 1, 0) + body
+    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), SOCK_DIAG_BY_FAMILY, _FLAGS, _SEQ, 0) + body
 
 
 def _request_compat(states: int) -> bytes:
     body = _REQ_COMPAT.pack(socket.AF_UNSPEC, 0, 0, 0, bytes(48), states, 0)
-    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), TCPDIAG_GETSOCK, _FLAGS, 1, 0) + body
+    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), TCPDIAG_GETSOCK, _FLAGS, _SEQ, 0) + body
 
 
 _TCP_BOTH = ((Transport.TCP, _request_compat(1 << TCP_LISTEN)),)
@@ -117,6 +118,19 @@ def parse(transport: Transport, data: memoryview, out: list[Raw]) -> bool:
     return False
 
 
+_DONE_TAIL = struct.Struct("=IHHI")
+
+
+def _ends_dump(chunk: bytes) -> bool:
+    """Whether a buffer ends the dump: its last message is NLMSG_DONE (20 bytes, with our
+    sequence number), or its first is an error. Looks at two headers, not every record."""
+    if len(chunk) >= 20:
+        length, kind, _flags, seq = _DONE_TAIL.unpack_from(chunk, len(chunk) - 20)
+        if length == 20 and kind == NLMSG_DONE and seq == _SEQ:
+            return True
+    return len(chunk) < _NLMSGHDR.size or _NLMSGHDR.unpack_from(chunk, 0)[1] == NLMSG_ERROR
+
+
 def _ifname(index: int) -> str:
     try:
         return socket.if_indextoname(index)
@@ -139,7 +153,7 @@ class SockDiagSampler:
         self._owners = OwnerReader()
         self._cache_key: tuple | None = None
         self._cache: dict = {}
-        self._parsed: dict[bytes, tuple[bytes, list[Raw]]] = {}  # request -> (reply bytes, records)
+        self._parsed: dict[bytes, tuple[list[bytes], list[Raw]]] = {}  # request -> (reply buffers, records)
         self._built: dict[tuple, Listener] = {}  # (raw record, holders) -> listener
         self._owner_memo: dict[tuple[int, int], Owner | None] = {}  # (pid, start ticks) -> owner
 
@@ -165,25 +179,25 @@ class SockDiagSampler:
 
     def _dump(self, queries) -> list[Raw]:
         raws: list[Raw] = []
-        view = memoryview(self._buf)
         for transport, request in queries:
             try:
                 self._sock.send(request)
-                n = self._sock.recv_into(self._buf)
-                first = self._buf[:n]
-                cached = self._parsed.get(request)
-                if cached is not None and cached[0] == first:
-                    raws.extend(cached[1])  # the same reply as last time, DONE included: the same records
-                    continue
-                records: list[Raw] = []
-                done = parse(transport, view[:n], records)
-                if done:  # a reply in one buffer is worth remembering
-                    self._parsed[request] = (first, records)
-                while not done:
+                chunks = []
+                while True:  # read the whole reply; it ends with NLMSG_DONE (or an error)
                     n = self._sock.recv_into(self._buf)
-                    done = parse(transport, view[:n], records)
+                    chunks.append(bytes(self._buf[:n]))
+                    if _ends_dump(chunks[-1]):
+                        break
             except OSError as err:
                 raise SampleError(f"sock_diag dump failed: {err}", sampler=self.name) from err
+            cached = self._parsed.get(request)
+            if cached is not None and cached[0] == chunks:
+                records = cached[1]  # the same reply as last time (the common case): the same records
+            else:
+                records = []
+                for chunk in chunks:
+                    parse(transport, memoryview(chunk), records)
+                self._parsed[request] = (chunks, records)
             raws.extend(records)
         return raws
 
