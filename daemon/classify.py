@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 
-from .model import Exposure
+from .model import Exposure, Listener
 
 _V4_LOCAL_MULTICAST = (ipaddress.ip_network("224.0.0.0/24"), ipaddress.ip_network("239.0.0.0/8"))
 _V6_SITE_SCOPE = 0x5  # multicast scopes 1..5: interface, link, realm, admin, site
@@ -54,3 +54,19 @@ def is_dual_stack(address: str, family: int, v6only: bool | None) -> bool:
     rather than guess.
     """
     return family == 6 and v6only is False and address in ("::", "::0")
+
+
+def serves(li: Listener, address: str) -> bool:
+    """Whether a connection to `address` on the listener's port would reach it: the same
+    address, or a wildcard of that family (a dual-stack `::` also takes IPv4)."""
+    try:
+        target, bound = parse_address(address), parse_address(li.address)
+    except ValueError:
+        return li.address == address
+    if bound == target:
+        return True
+    if not bound.is_unspecified:
+        return False
+    if target.version == 4:
+        return li.family == 4 or li.dual_stack
+    return li.family == 6

@@ -7,7 +7,6 @@ Nothing here imports a GUI toolkit: `portbell ls` works on a headless machine.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import logging
 import signal
@@ -16,9 +15,9 @@ import threading
 from typing import Sequence
 
 from . import __version__, cli_record, doctor, ports, render
-from .classify import parse_address
+from .classify import parse_address, serves
 from .errors import PortbellError, SampleError, UsageError
-from .model import SCHEMA_VERSION, Exposure, Listener, Snapshot, Transport
+from .model import SCHEMA_VERSION, Snapshot, Transport
 from .service import Monitor, Poll, run
 
 log = logging.getLogger("portbell")
@@ -128,22 +127,6 @@ def parse_target(text: str) -> tuple[frozenset[str] | None, int]:
         return frozenset({str(parse_address(host))}), port
     except ValueError:
         raise UsageError(f"{host!r} is not an IP address; give a numeric address or localhost") from None
-
-
-def serves(li: Listener, address: str) -> bool:
-    """Whether a connection to `address` on li's port would reach this listener."""
-    try:
-        target = parse_address(address)
-        bound = parse_address(li.address)
-    except ValueError:
-        return li.address == address
-    if bound == target:
-        return True
-    if li.exposure is not Exposure.ALL_INTERFACES:
-        return False
-    if target.version == 4:
-        return li.family == 4 or li.dual_stack
-    return li.family == 6
 
 
 def cmd_who(args) -> int:
@@ -271,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_watch)
     doctor.add_parser(sub)
     cli_record.add_parsers(sub)
+    from . import cli_autostart  # run at login; imported here so this edit stays one hunk
+    cli_autostart.add_parser(sub)
     return parser
 
 

@@ -11,14 +11,13 @@ import os
 import signal
 import sys
 import threading
-import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from . import paths, render
 from .errors import PortbellError, UsageError
-from .model import SCHEMA_VERSION, EventKind, Exposure, Transport, iso
+from .model import SCHEMA_VERSION, Exposure, Transport, iso
 from .when import parse_duration, parse_since
 
 log = logging.getLogger("portbell")

@@ -85,7 +85,7 @@ from typing import Any, Callable, Iterable, Sequence
 from urllib.parse import urlsplit
 
 from . import ports, render
-from .classify import parse_address
+from .classify import parse_address, serves
 from .errors import UsageError
 from .model import SCHEMA_VERSION, Exposure, Listener, Transport, endpoint
 
@@ -219,25 +219,6 @@ class Diagnosis:
 
 
 # --------------------------------------------------------------- reasoning
-
-
-def serves(li: Listener, address: str) -> bool:
-    """Whether a connection to `address` on li's port would reach this listener.
-
-    The same rule as `portbell who` (cli.serves); doctor keeps its own copy so
-    the arrows stay pointing down (cli imports doctor, not the reverse).
-    """
-    try:
-        target, bound = parse_address(address), parse_address(li.address)
-    except ValueError:
-        return li.address == address
-    if bound == target:
-        return True
-    if not bound.is_unspecified:
-        return False
-    if target.version == 4:
-        return li.family == 4 or li.dual_stack
-    return li.family == 6
 
 
 def _host_for_url(address: str) -> str:

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import has_ipv6, portbell, wait_for
+from conftest import has_ipv6, portbell
 
 
 def listener_doc(doc, transport, port):
@@ -59,7 +59,7 @@ def test_who_names_the_process_and_the_port_class(child):
     assert out.returncode == 0, out.stderr
     assert f"tcp 127.0.0.1:{c.port}" in out.stdout
     assert f"(pid {c.pid})" in out.stdout
-    assert f"parent   " in out.stdout and f"(pid {os.getpid()})" in out.stdout
+    assert "parent   " in out.stdout and f"(pid {os.getpid()})" in out.stdout
     assert f"port {c.port}: " in out.stdout and "ephemeral range" in out.stdout
 
 

@@ -14,7 +14,7 @@ import pytest
 from portbell.daemon.model import Exposure, Key, Transport
 from portbell.daemon.samplers import create
 
-from conftest import LINUX, has_ipv6, is_root, machine_addresses, portbell, wait_for
+from conftest import LINUX, has_ipv6, is_root, machine_addresses, wait_for
 
 needs_ipv6 = pytest.mark.skipif(not has_ipv6(), reason="no IPv6 on this machine")
 linux_only = pytest.mark.skipif(not LINUX, reason="sock_diag is Linux only")
