@@ -601,7 +601,7 @@ def _nearby(listeners: Sequence[Listener], asked: Transport, port: int) -> Findi
     host = "localhost" if best_li.exposure is Exposure.LOOPBACK or parse_address(best_li.address).is_unspecified else _host_for_url(best_li.address)
     return Finding(
         Code.NEARBY_PORT,
-        f"Nothing serves {asked} port {port} here, but nearby {'ports do' if len(closest) > 1 else 'port does'}: {_join(parts)}.",
+        f"Nothing serves {asked} port {port} here, but {'nearby ports do' if len(closest) > 1 else 'a nearby port does'}: {_join(parts)}.",
         f"did you mean {host}:{best}? A dev server moves to the next free port when its usual one is taken: check its start-up output",
     )
 
