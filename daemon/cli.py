@@ -212,6 +212,15 @@ def cmd_watch(args) -> int:
     return 0
 
 
+# -------------------------------------------------------------------- tray
+
+
+def cmd_tray(args) -> int:
+    from ..tray.app import run  # the daemon's only import of the tray: lazy, so other commands load no GUI toolkit
+
+    return run(verbose=args.verbose)
+
+
 # -------------------------------------------------------------------- main
 
 
@@ -254,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_watch)
     doctor.add_parser(sub)
     cli_record.add_parsers(sub)
+    sub.add_parser("tray", help="the tray icon: listeners at a glance and notifications (needs a desktop)").set_defaults(func=cmd_tray)
     from . import cli_autostart  # run at login; imported here so this edit stays one hunk
     cli_autostart.add_parser(sub)
     return parser
@@ -266,7 +276,6 @@ def _main_job(verbose: bool) -> list[str]:
     from .service import InstanceLock
 
     if InstanceLock.holder(paths.lock_file()) is not None:
-        print("portbell: the daemon is already running; following its record (Ctrl-C stops).", file=sys.stderr)
         return ["events", "--since", "10m", "--follow"]
     return [*(["--verbose"] if verbose else []), "daemon"]
 

@@ -103,6 +103,11 @@ def cmd_events(args) -> int:
         since = parse_since(args.since, now) if args.since else None
     except ValueError as err:
         raise UsageError(f"--since: {err}") from None
+    stop = threading.Event()
+    if args.follow:  # from the start: a TERM while the history prints still ends cleanly
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        print("portbell: following the daemon's record (Ctrl-C stops).", file=sys.stderr, flush=True)
     store = _reader()
     try:
         records = store.events(since=since, port=args.port, process=args.process, alerts_only=args.alerts, limit=args.limit)
@@ -114,9 +119,6 @@ def cmd_events(args) -> int:
             return 0
         last = records[-1].id if records else store.last_id()
         version = store.data_version()
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
         while not stop.wait(0.25):
             if store.data_version() == version:
                 continue  # nothing committed since: one cheap pragma per tick

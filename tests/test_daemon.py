@@ -377,3 +377,19 @@ def test_jsonl_sink_is_written_while_the_daemon_runs(daemon, home):
     assert row["action"] == "added" and row["name"] == "portbell_listeners" and row["columns"]["exposure"] == "all-interfaces"
     s.close()
     d.stop()
+
+
+def test_portbell_alone_runs_the_daemon_or_follows_the_running_one(home):
+    first = subprocess.Popen([sys.executable, "-m", "portbell.daemon"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "portbell daemon (pid" in first.stderr.readline()  # no daemon yet: it is the daemon
+        sampled_once(home)
+        second = subprocess.Popen([sys.executable, "-m", "portbell.daemon"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert "following the daemon's record" in second.stderr.readline()
+        finally:
+            second.terminate()
+            assert second.wait(timeout=10) == 0
+    finally:
+        first.terminate()
+        assert first.wait(timeout=10) == 0
