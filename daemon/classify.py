@@ -70,3 +70,19 @@ def serves(li: Listener, address: str) -> bool:
     if target.version == 4:
         return li.family == 4 or li.dual_stack
     return li.family == 6
+
+
+def split_endpoint(text: str) -> tuple[str | None, str]:
+    """`8000` -> (None, "8000"); `127.0.0.1:8000`, `[::1]:8000`, `host:8000` -> (host, "8000").
+    ValueError, with a sentence for the user, for an IPv6 address without brackets."""
+    if text.startswith("["):
+        host, sep, port_text = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"{text!r}: write an IPv6 address as [ADDRESS]:PORT, e.g. [::1]:8080")
+        return host, port_text
+    if ":" in text:
+        host, _, port_text = text.rpartition(":")
+        if ":" in host:
+            raise ValueError(f"{text!r}: write an IPv6 address in brackets, e.g. [{host}]:{port_text}")
+        return host, port_text
+    return None, text

@@ -15,7 +15,7 @@ import threading
 from typing import Sequence
 
 from . import __version__, cli_record, doctor, ports, render
-from .classify import parse_address, serves
+from .classify import parse_address, serves, split_endpoint
 from .errors import PortbellError, SampleError, UsageError
 from .model import SCHEMA_VERSION, Snapshot, Transport
 from .service import Monitor, Poll, run
@@ -64,14 +64,6 @@ def _print_json(data) -> None:
     print(json.dumps(data, sort_keys=False), flush=True)
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0.05 <= value <= 86400:
-        raise argparse.ArgumentTypeError(f"{text} is out of range: use 0.05 to 86400 seconds")
-    return value
 
 
 # ---------------------------------------------------------------------- ls
@@ -102,17 +94,10 @@ def cmd_ls(args) -> int:
 
 def parse_target(text: str) -> tuple[frozenset[str] | None, int]:
     """`8000`, `127.0.0.1:8000`, `[::1]:8000`, `localhost:8000` -> (addresses or None, port)."""
-    host: str | None
-    if text.startswith("["):
-        host, sep, port_text = text[1:].partition("]:")
-        if not sep:
-            raise UsageError(f"{text!r}: write an IPv6 address as [ADDRESS]:PORT, e.g. [::1]:8080")
-    elif ":" in text:
-        host, _, port_text = text.rpartition(":")
-        if ":" in host:
-            raise UsageError(f"{text!r}: write an IPv6 address in brackets, e.g. [{host}]:{port_text}")
-    else:
-        host, port_text = None, text
+    try:
+        host, port_text = split_endpoint(text)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     try:
         port = int(port_text)
     except ValueError:
@@ -258,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("watch", help="print listeners opening, closing and changing, as they happen")
     p.add_argument("--json", action="store_true", help="one JSON object per event and line (version 1)")
-    p.add_argument("--interval", type=_positive_float, default=1.0, metavar="S", help="seconds between samples (default 1)")
+    p.add_argument("--interval", type=cli_record.seconds(0.05, 86400), default=1.0, metavar="S", help="seconds between samples (default 1)")
     sampler_option(p)
     p.set_defaults(func=cmd_watch)
     doctor.add_parser(sub)

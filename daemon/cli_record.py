@@ -331,14 +331,19 @@ def cmd_config(args) -> int:
 # ------------------------------------------------------------------ parsers
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0.1 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"{text} is out of range: use 0.1 to 3600 seconds")
-    return value
+def seconds(low: float, high: float):
+    """An argparse type: a number of seconds from `low` to `high`."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is out of range: use {low:g} to {high:g} seconds")
+        return value
+
+    return parse
 
 
 def _port(text: str) -> int:
@@ -349,7 +354,7 @@ def _port(text: str) -> int:
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("daemon", help="the long-running service (foreground; the service manager supervises it)")
-    p.add_argument("--interval", type=_seconds, metavar="S", help="seconds between samples (overrides the config)")
+    p.add_argument("--interval", type=seconds(0.1, 3600), metavar="S", help="seconds between samples (overrides the config)")
     p.add_argument("--config", metavar="PATH", help="configuration file (default: `portbell config path`)")
     p.add_argument("--sampler", choices=("sockdiag", "psutil"), help="force a sampler")
     p.add_argument("--quiet", action="store_true", help="do not print events")

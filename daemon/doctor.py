@@ -85,7 +85,7 @@ from typing import Any, Callable, Iterable, Sequence
 from urllib.parse import urlsplit
 
 from . import ports, render
-from .classify import parse_address, serves
+from .classify import parse_address, serves, split_endpoint
 from .errors import UsageError
 from .model import SCHEMA_VERSION, Exposure, Listener, Transport, endpoint
 
@@ -878,16 +878,10 @@ def parse_target(text: str) -> tuple[str, int]:
         if port is None:
             raise UsageError(f"{text!r}: give the port, e.g. {parts.scheme}://{parts.netloc}:8080")
         return parts.hostname, port
-    if raw.startswith("["):
-        host, sep, port_text = raw[1:].partition("]:")
-        if not sep:
-            raise UsageError(f"{text!r}: write an IPv6 address as [ADDRESS]:PORT, e.g. [::1]:8080")
-    elif ":" in raw:
-        host, _, port_text = raw.rpartition(":")
-        if ":" in host:
-            raise UsageError(f"{text!r}: write an IPv6 address in brackets, e.g. [{host}]:{port_text}")
-    else:
-        host, port_text = "localhost", raw
+    try:
+        host, port_text = split_endpoint(raw)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
         raise UsageError(f"{text!r}: the port must be a number from 1 to 65535")
     if not host:
