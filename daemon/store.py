@@ -141,9 +141,12 @@ class Store:
 
     @classmethod
     def _open_writer(cls, path: Path) -> Store:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # private from the first byte
+        # Private from the first byte; 0640 only when asked (PORTBELL_STATE_MODE, the system-wide
+        # mode, whose group reads the record). SQLite gives the -wal and -shm files the same mode.
+        mode = 0o640 if os.environ.get("PORTBELL_STATE_MODE") == "0640" else 0o600
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, mode)
         os.close(fd)
-        os.chmod(path, 0o600)
+        os.chmod(path, mode)
         try:
             conn = sqlite3.connect(path, timeout=10, isolation_level=None)
             conn.execute("PRAGMA journal_mode = WAL")
