@@ -1,0 +1,216 @@
+"""What `portbell autostart` writes, in each platform's format. Imports: the standard library only.
+
+The templates live in `portbell.packaging` (the folder packaging/), the single source of what the
+operating systems start. This module renders them with the absolute path of the installed
+program, quoted the way each format wants, and holds what the platform parts share: the `Spec`
+of one entry, and reading, writing and removing entries that are plain files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import string
+import subprocess
+import sys
+import sysconfig
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path, PurePath
+from typing import Callable, Sequence
+from xml.sax.saxutils import escape
+
+from .errors import PortbellError
+
+MARK = "written by portbell autostart"
+_UNSEALED = "0" * 16
+_SEAL = re.compile(re.escape(MARK) + r" \[seal ([0-9a-f]{16})\]")
+TEMPLATES = "portbell.packaging"
+Runner = Callable[..., subprocess.CompletedProcess]
+
+
+class AutostartError(PortbellError):
+    """An entry could not be written or removed. `done`: what was changed before the refusal."""
+
+    def __init__(self, message: str, *, path: PurePath | None = None, done: Sequence[PurePath] = ()) -> None:
+        super().__init__(message)
+        self.path = path
+        self.done = list(done)
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """One thing this platform starts at login, exactly as this portbell writes it."""
+
+    name: str  # daemon | tray | system
+    kind: str  # for people: "systemd user unit", "XDG autostart entry", ...
+    location: PurePath  # a file, or a registry value (its key path / value name)
+    content: str  # the file's text, or the registry value's data
+
+
+# ------------------------------------------------------------------ templates
+
+
+def template(relative: str) -> str:
+    return resources.files(TEMPLATES).joinpath(relative).read_text(encoding="utf-8")
+
+
+def render(relative: str, **values: str) -> str:
+    """The template with its ${placeholders} filled (`$$` is a literal `$`), then sealed."""
+    mark = f"{MARK} [seal {_UNSEALED}]; `portbell autostart disable` removes it unless edited"
+    return _sealed_copy(string.Template(template(relative)).substitute(mark=mark, **values))
+
+
+# The mark of a file portbell writes carries a seal: a digest of the whole text (the seal's own
+# digits zeroed). An unedited file portbell wrote, of any version and for any install path,
+# proves itself; a file edited by hand, or one that only copies the mark, does not.
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _sealed_copy(text: str) -> str:
+    found = _SEAL.search(text)
+    if not found:
+        return text
+    return text[: found.start(1)] + _digest(text) + text[found.end(1) :]
+
+
+def has_mark(text: str) -> bool:
+    return MARK in text
+
+
+def is_sealed(text: str) -> bool:
+    """Whether portbell wrote this text and nobody changed it since."""
+    found = _SEAL.search(text)
+    if not found:
+        return False
+    return found.group(1) == _digest(text[: found.start(1)] + _UNSEALED + text[found.end(1) :])
+
+
+def resource(relative: str) -> Path | None:
+    """A packaged file as a real path (an installed wheel or a source tree), or None."""
+    try:
+        path = Path(str(resources.files(TEMPLATES).joinpath(relative)))
+    except (TypeError, ValueError):
+        return None
+    return path if path.is_file() else None
+
+
+# -------------------------------------------------------------- the program
+
+
+def program(*, gui: bool = False) -> tuple[str, ...]:
+    """The absolute argv prefix that runs this installed portbell.
+
+    The `portbell` script of the environment this interpreter runs in (a venv, pipx's venv, the
+    system), else the one in the user scheme (`pip install --user`), else this interpreter with
+    `-m portbell.daemon`. With gui=True (Windows), `portbellw.exe`, the gui-scripts launcher that
+    runs pythonw, so no console window appears.
+    """
+    windows = os.name == "nt"
+    name = ("portbellw" if gui else "portbell") + (".exe" if windows else "")
+    for scheme in (None, f"{os.name}_user"):
+        try:
+            folder = sysconfig.get_path("scripts", scheme) if scheme else sysconfig.get_path("scripts")
+        except KeyError:
+            continue
+        candidate = Path(folder) / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return (str(candidate.absolute()),)
+    python = Path(sys.executable).absolute()
+    if gui and windows and python.with_name("pythonw.exe").is_file():
+        python = python.with_name("pythonw.exe")
+    return (str(python), "-m", "portbell.daemon")
+
+
+# ----------------------------------------------------------------- quoting
+
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@+=:,./-")
+
+
+def systemd_command(argv: Sequence[str]) -> str:
+    """A command line for ExecStart=: quoted where needed; `%` and `$` never expand."""
+    out = []
+    for arg in argv:
+        if arg and set(arg) <= _PLAIN:
+            out.append(arg)
+        else:
+            quoted = arg.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
+            out.append(f'"{quoted}"')
+    return " ".join(out)
+
+
+_DESKTOP_RESERVED = set(" \t\n\"'\\><~|&;$*?#()`")
+
+
+def desktop_command(argv: Sequence[str]) -> str:
+    """A command line for a desktop entry's Exec= (Desktop Entry Specification, "The Exec key")."""
+    out = []
+    for arg in argv:
+        if arg and not (set(arg) & _DESKTOP_RESERVED):
+            word = arg
+        else:
+            inner = "".join("\\" + c if c in '"`$\\' else c for c in arg)
+            word = f'"{inner}"'
+        # The string-value escape applies on top of the quoting: a backslash is written twice.
+        out.append(word.replace("%", "%%").replace("\\", "\\\\"))
+    return " ".join(out)
+
+
+def plist_strings(argv: Sequence[str], indent: str = "\t\t") -> str:
+    """Each argument as a <string> line of a plist array."""
+    return "\n".join(f"{indent}<string>{escape(arg)}</string>" for arg in argv)
+
+
+def windows_command(argv: Sequence[str]) -> str:
+    """A Windows command line: the program always in quotes, the arguments as the C runtime parses them."""
+    first, *rest = argv
+    return " ".join([f'"{first}"', subprocess.list2cmdline(rest)]).rstrip()
+
+
+# ------------------------------------------------------------ plain files
+
+FOREIGN = "\0not a regular file\0"  # what read() returns for a directory, a symlink, a device
+
+
+def read_file(path: Path) -> str | None:
+    """The entry's text; None when nothing is there; FOREIGN for what portbell never writes."""
+    try:
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            return FOREIGN
+        return path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise AutostartError(f"cannot read {path}: {err.strerror or err}", path=path) from err
+
+
+def write_file(path: Path, content: str) -> None:
+    """Atomically: a crash leaves the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.portbell-tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(content, encoding="utf-8")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise AutostartError(f"cannot write {path}: {err.strerror or err}", path=path) from err
+
+
+def remove_file(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as err:
+        raise AutostartError(f"cannot remove {path}: {err.strerror or err}", path=path) from err
+
+
+def run_quietly(run: Runner, argv: Sequence[str]) -> subprocess.CompletedProcess | None:
+    """Run a service manager's tool; None when it is not installed or does not answer."""
+    try:
+        return run(list(argv), capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None

@@ -1,0 +1,164 @@
+"""Run at login on Linux and the other XDG desktops. Imports: daemon._autostart, platformdirs.
+
+- daemon: a systemd user unit, ~/.config/systemd/user/portbell.service, enabled with
+  `systemctl --user` where a user manager runs, else linked into default.target.wants by hand
+  (what `systemctl enable` does), so the next login that starts a user manager starts it.
+- tray: an XDG autostart entry, ~/.config/autostart/portbell-tray.desktop; the desktop session
+  starts it (a tray started by a plain systemd user service would have no display).
+- system (only when asked): the system-wide unit, /etc/systemd/system/portbell.service.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import platformdirs
+
+from ._autostart import (
+    AutostartError,
+    Runner,
+    Spec,
+    desktop_command,
+    is_sealed,
+    read_file,
+    remove_file,
+    render,
+    resource,
+    run_quietly,
+    systemd_command,
+    write_file,
+)
+
+GUI = False
+UNIT = "portbell.service"
+TRAY = "portbell-tray.desktop"
+MANAGER_STATES = {"initializing", "starting", "running", "degraded", "maintenance", "stopping"}
+KINDS = {"daemon": "systemd user unit", "tray": "XDG autostart entry", "system": "systemd system unit"}
+WANTED_BY = {"daemon": "default.target", "system": "multi-user.target"}
+
+
+class Backend:
+    names = ("daemon", "tray", "system")
+    system_dir = Path("/etc/systemd/system")
+
+    def __init__(self, program: tuple[str, ...], run: Runner = subprocess.run) -> None:
+        self.program = program
+        self.run = run
+        self._manager: dict[str, bool] = {}
+
+    # ------------------------------------------------------------- what
+
+    def specs(self, which: str) -> list[Spec]:
+        config = platformdirs.user_config_path()
+        chosen = ("daemon", "tray") if which == "all" else (which,)
+        out = []
+        for name in chosen:
+            if name == "daemon":
+                content = render("linux/portbell.service", exec=systemd_command(self.program))
+                location = config / "systemd" / "user" / UNIT
+            elif name == "tray":
+                icon = resource("icons/portbell-256.png")
+                content = render("linux/portbell-tray.desktop", exec=desktop_command(self.program), icon=str(icon) if icon else "portbell")
+                location = config / "autostart" / TRAY
+            else:
+                content = render("linux/portbell-system.service", exec=systemd_command(self.program))
+                location = self.system_dir / UNIT
+            out.append(Spec(name, KINDS[name], location, content))
+        return out
+
+    def read(self, spec: Spec) -> str | None:
+        return read_file(Path(spec.location))
+
+    def ours(self, spec: Spec, current: str) -> bool:
+        """Written by portbell and unedited: this version's text, or any version's sealed text."""
+        return current == spec.content or is_sealed(current)
+
+    def write(self, spec: Spec) -> None:
+        write_file(Path(spec.location), spec.content)
+
+    def remove(self, spec: Spec) -> None:
+        remove_file(Path(spec.location))
+
+    # ------------------------------------------------ the service manager
+
+    def _systemctl(self, spec: Spec, *args: str) -> subprocess.CompletedProcess | None:
+        scope = ["--user"] if spec.name == "daemon" else []
+        return run_quietly(self.run, ["systemctl", *scope, *args])
+
+    def manager(self, spec: Spec) -> bool:
+        """Whether the service manager this unit belongs to runs (and answers) here."""
+        scope = "user" if spec.name == "daemon" else "system"
+        if scope not in self._manager:
+            done = self._systemctl(spec, "is-system-running")
+            self._manager[scope] = done is not None and done.stdout.strip() in MANAGER_STATES
+        return self._manager[scope]
+
+    def _link(self, spec: Spec) -> Path:
+        unit = Path(spec.location)
+        return unit.parent / f"{WANTED_BY[spec.name]}.wants" / unit.name
+
+    def _our_link(self, link: Path, spec: Spec) -> bool:
+        try:
+            return link.is_symlink() and (link.parent / os.readlink(link)) == Path(spec.location)
+        except OSError:
+            return False
+
+    def started(self, specs: list[Spec]) -> None:
+        """After writing: tell the service manager, or link the unit as `systemctl enable` would."""
+        for spec in specs:
+            if spec.name == "tray":
+                continue  # read by the desktop session at the next login
+            if self.manager(spec):
+                self._systemctl(spec, "daemon-reload")
+                done = self._systemctl(spec, "enable", UNIT)
+                if done is None or done.returncode != 0:
+                    why = "systemctl did not answer" if done is None else done.stderr.strip() or f"exit status {done.returncode}"
+                    raise AutostartError(f"wrote {spec.location}, but `systemctl enable {UNIT}` failed: {why}", path=spec.location)
+                # Start it now too; if that fails (say a daemon already runs), status tells.
+                self._systemctl(spec, "start", "--no-block", UNIT)
+                continue
+            link = self._link(spec)
+            if not link.is_symlink() and not link.exists():
+                try:
+                    link.parent.mkdir(parents=True, exist_ok=True)
+                    link.symlink_to(spec.location)
+                except OSError as err:
+                    raise AutostartError(f"wrote {spec.location}, but cannot link it into {link.parent}: {err.strerror}", path=link) from err
+
+    def stopping(self, spec: Spec) -> None:
+        """Before removing: stop and disable it; remove only the link that points to our unit."""
+        if spec.name == "tray":
+            return
+        if self.manager(spec):
+            self._systemctl(spec, "disable", "--now", UNIT)
+        link = self._link(spec)
+        if self._our_link(link, spec):
+            remove_file(link)
+
+    def stopped(self, specs: list[Spec]) -> None:
+        for spec in specs:
+            if spec.name != "tray" and self.manager(spec):
+                self._systemctl(spec, "daemon-reload")
+
+    # --------------------------------------------------------------- state
+
+    def active(self, spec: Spec) -> tuple[bool | None, str]:
+        if spec.name == "tray":
+            return True, "the desktop session starts it at login (XDG autostart)"
+        where = "systemctl --user" if spec.name == "daemon" else "systemctl"
+        if self.manager(spec):
+            enabled = self._systemctl(spec, "is-enabled", UNIT)
+            state = self._systemctl(spec, "is-active", UNIT)
+            word = enabled.stdout.strip() if enabled else "unknown"
+            running = state.stdout.strip() if state else "unknown"
+            return word == "enabled", f"{where} is-enabled: {word}; is-active: {running}"
+        linked = self._our_link(self._link(spec), spec)
+        manager = "no systemd user manager runs here" if spec.name == "daemon" else "systemd is not running here"
+        then = (
+            f"it is linked into {WANTED_BY[spec.name]}.wants, so the next boot or login that starts one starts it"
+            if linked
+            else f"it is not linked into {WANTED_BY[spec.name]}.wants"
+        )
+        return None, f"{manager} (`{where}` cannot reach one), so none can say whether it is enabled; {then}"
