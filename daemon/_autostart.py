@@ -9,6 +9,7 @@ of one entry, and reading, writing and removing entries that are plain files.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import re
 import string
@@ -16,7 +17,6 @@ import subprocess
 import sys
 import sysconfig
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path, PurePath
 from typing import Callable, Sequence
 from xml.sax.saxutils import escape
@@ -52,8 +52,30 @@ class Spec:
 # ------------------------------------------------------------------ templates
 
 
+def packaged(relative: str) -> Path | None:
+    """A file of portbell.packaging on disk (an installed wheel, or a checkout), or None.
+
+    portbell.packaging is a namespace package on purpose: a packaging/__init__.py would make
+    the checkout's folder shadow the `packaging` library for tools run from the repository root.
+    importlib.resources cannot read a namespace package under an editable install, so the
+    package's own __path__ is searched instead.
+    """
+    try:
+        module = importlib.import_module(TEMPLATES)
+    except ImportError:
+        return None
+    for folder in getattr(module, "__path__", ()):
+        candidate = Path(folder) / relative
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def template(relative: str) -> str:
-    return resources.files(TEMPLATES).joinpath(relative).read_text(encoding="utf-8")
+    path = packaged(relative)
+    if path is None:
+        raise AutostartError(f"portbell's template {relative} is missing from {TEMPLATES}: reinstall portbell")
+    return path.read_text(encoding="utf-8")
 
 
 def render(relative: str, **values: str) -> str:
@@ -88,15 +110,6 @@ def is_sealed(text: str) -> bool:
     if not found:
         return False
     return found.group(1) == _digest(text[: found.start(1)] + _UNSEALED + text[found.end(1) :])
-
-
-def resource(relative: str) -> Path | None:
-    """A packaged file as a real path (an installed wheel or a source tree), or None."""
-    try:
-        path = Path(str(resources.files(TEMPLATES).joinpath(relative)))
-    except (TypeError, ValueError):
-        return None
-    return path if path.is_file() else None
 
 
 # -------------------------------------------------------------- the program

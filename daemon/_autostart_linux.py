@@ -24,8 +24,8 @@ from ._autostart import (
     is_sealed,
     read_file,
     remove_file,
+    packaged,
     render,
-    resource,
     run_quietly,
     systemd_command,
     write_file,
@@ -59,7 +59,7 @@ class Backend:
                 content = render("linux/portbell.service", exec=systemd_command(self.program))
                 location = config / "systemd" / "user" / UNIT
             elif name == "tray":
-                icon = resource("icons/portbell-256.png")
+                icon = packaged("icons/portbell-256.png")
                 content = render("linux/portbell-tray.desktop", exec=desktop_command(self.program), icon=str(icon) if icon else "portbell")
                 location = config / "autostart" / TRAY
             else:
