@@ -1,0 +1,173 @@
+"""Which alerts become notifications, and their words. Pure. Imports: daemon.model, daemon.rules.
+
+The daemon decides what is worth an alert (Recorded.alert); the tray decides
+how to tell: alerts arriving within `coalesce_s` of the first one become one
+notification ("5 new listeners: node x3, python3 x2"); a key notified less than
+`cooldown_s` ago stays quiet; nothing is queued while notifications are paused.
+The clock is passed in (monotonic seconds), so tests drive time.
+
+Texts are plain here. The summary (title) holds only portbell's own words and
+numbers: the Desktop Notifications spec makes it plain text and servers show it
+literally. Process names and command lines go in the body, which servers render
+as markup: tray/notify.py escapes it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, replace
+
+from ..daemon.model import EventKind, Exposure, Key, Recorded
+from ..daemon.rules import program_of
+
+MAX_LINES = 6  # listeners listed in one coalesced notification
+MAX_NAMES = 4  # programs named in a coalesced notification's first line
+
+REACH = {
+    Exposure.LOOPBACK: "this machine only",
+    Exposure.LOCAL_NETWORK: "reachable from the local network",
+    Exposure.ALL_INTERFACES: "reachable from your network (all interfaces)",
+    Exposure.PUBLIC: "reachable from the internet (public address)",
+}
+
+
+SHORT_REACH = {
+    Exposure.LOOPBACK: "on this machine only",
+    Exposure.LOCAL_NETWORK: "reachable from the local network",
+    Exposure.ALL_INTERFACES: "reachable from other machines",
+    Exposure.PUBLIC: "reachable from the internet",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    title: str
+    body: str  # plain text: escape it for the notification server
+    keys: tuple[Key, ...]
+    exposed: bool  # something in it is reachable from other machines
+
+
+class Batcher:
+    def __init__(self, coalesce_s: float = 2.0, cooldown_s: float = 300.0) -> None:
+        self.coalesce_s = coalesce_s
+        self.cooldown_s = cooldown_s
+        self.pending: dict[Key, Recorded] = {}
+        self.first_at: float | None = None
+        self.sent_at: dict[tuple[Key, str], float] = {}
+
+    def configure(self, coalesce_s: float, cooldown_s: float) -> None:
+        self.coalesce_s, self.cooldown_s = coalesce_s, cooldown_s
+
+    def add(self, records, now: float, *, paused: bool = False) -> int:
+        """Queue the alerts among `records`; returns how many were queued or updated.
+
+        The cooldown is per key and program: the same program re-opening the same port stays quiet,
+        another program taking it is news. A later alert for a key already waiting replaces it (the
+        daemon may name a socket's process one poll after it saw the socket): one notification, with
+        the best facts.
+        """
+        if paused:
+            return 0
+        queued = 0
+        for rec in records:
+            if not rec.alert or rec.baseline or rec.event.kind is EventKind.CLOSED:
+                continue
+            key = rec.event.key
+            waiting = self.pending.get(key)
+            if waiting is not None:
+                self.pending[key] = _merge(waiting, rec)
+                queued += 1
+                continue
+            last = self.sent_at.get((key, program_of(rec.event.listener)))
+            if last is not None and now - last < self.cooldown_s:
+                continue
+            self.pending[key] = rec
+            queued += 1
+        if self.pending and self.first_at is None:
+            self.first_at = now
+        return queued
+
+    def next_due(self) -> float | None:
+        """When the pending alerts are due as one notification (None: nothing pending)."""
+        return None if self.first_at is None else self.first_at + self.coalesce_s
+
+    def due(self, now: float) -> Notice | None:
+        """The coalesced notice, once `coalesce_s` has passed since the first pending alert."""
+        when = self.next_due()
+        if when is None or now < when:
+            return None
+        records, self.pending, self.first_at = list(self.pending.values()), {}, None
+        for rec in records:
+            self.sent_at[(rec.event.key, program_of(rec.event.listener))] = now
+        self._forget(now)
+        return notice(records)
+
+    def drop(self) -> None:
+        """Pause: forget what is waiting."""
+        self.pending, self.first_at = {}, None
+
+    def _forget(self, now: float) -> None:
+        if len(self.sent_at) > 4096:
+            self.sent_at = {k: t for k, t in self.sent_at.items() if now - t < self.cooldown_s}
+
+
+def _merge(waiting: Recorded, newer: Recorded) -> Recorded:
+    """The newer state of a key whose alert has not been shown yet; still news of an opening if it was one."""
+    if waiting.event.kind is EventKind.OPENED:
+        return replace(newer, event=replace(newer.event, kind=EventKind.OPENED, at=waiting.event.at, previous=None))
+    return newer
+
+
+def _name(rec: Recorded) -> str:
+    names = [o.name for o in rec.event.listener.owners if o.name]
+    return names[0] if names else "an unknown process"
+
+
+def _who(rec: Recorded) -> str:
+    li = rec.event.listener
+    owner = next((o for o in li.owners if o.pid is not None), None)
+    if owner is None:
+        user = next((o.user or (f"uid {o.uid}" if o.uid is not None else None) for o in li.owners), None)
+        return f"a process of {user}" if user else "an unknown process"
+    return f"{owner.name or '?'} (pid {owner.pid})"
+
+
+def _reach(rec: Recorded) -> str:
+    li = rec.event.listener
+    text = REACH[li.exposure]
+    return text + ", IPv4 too" if li.dual_stack else text
+
+
+def notice(records: list[Recorded]) -> Notice:
+    keys = tuple(r.event.key for r in records)
+    exposed = any(r.event.listener.exposure.exposed for r in records)
+    if len(records) == 1:
+        rec = records[0]
+        li, ev = rec.event.listener, rec.event
+        if ev.kind is EventKind.CHANGED and ev.previous is not None and ev.previous.exposure is not li.exposure:
+            title = f"Port {li.port} is now {SHORT_REACH[li.exposure]}"
+            body = f"{_who(rec)} on {li.endpoint} ({li.transport}) is now {_reach(rec)}; was {REACH[ev.previous.exposure]}."
+        elif ev.kind is EventKind.CHANGED:
+            title = f"Port {li.port}: another program listens" + (": reachable from other machines" if li.exposure.exposed else "")
+            body = f"{_who(rec)} now listens on {li.endpoint} ({li.transport}), {_reach(rec)}."
+        else:
+            title = f"New listener on port {li.port}" + (": reachable from other machines" if li.exposure.exposed else "")
+            body = f"{_who(rec)} is now listening on {li.endpoint} ({li.transport}), {_reach(rec)}."
+        cmd = next((o.cmdline for o in li.owners if o.cmdline), None)
+        if cmd:
+            command = " ".join(cmd)
+            body += "\n" + (command if len(command) <= 160 else command[:157] + "...")
+        return Notice(title, body, keys, exposed)
+    counts = Counter(_name(r) for r in records)
+    names = [f"{name} x{n}" if n > 1 else name for name, n in counts.most_common(MAX_NAMES)]
+    if len(counts) > MAX_NAMES:
+        names.append(f"{len(counts) - MAX_NAMES} more programs")
+    reachable = sum(1 for r in records if r.event.listener.exposure.exposed)
+    title = f"{len(records)} new listeners" + (f", {reachable} reachable from other machines" if reachable else "")
+    lines = [f"{len(records)} new listeners: " + ", ".join(names)]
+    for rec in records[:MAX_LINES]:
+        li = rec.event.listener
+        lines.append(f"{li.port} {li.transport}  {_who(rec)}  {li.address}  ({li.exposure})")
+    if len(records) > MAX_LINES:
+        lines.append(f"... and {len(records) - MAX_LINES} more (Show recent events)")
+    return Notice(title, "\n".join(lines), keys, exposed)

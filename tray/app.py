@@ -1,0 +1,626 @@
+"""`portbell tray`: the icon, its menu and the notifications. Compose layer.
+Imports: pystray (here only, lazily), psutil (Stop process only), and the tray's modules.
+
+Threads. pystray runs the toolkit's loop on the main thread. One worker thread
+(pystray's setup thread) does everything else: it polls the record once a
+second (`PRAGMA data_version`: nothing is read unless the daemon committed),
+sends notifications, and carries out the menu's actions, which the menu only
+queues. Whatever touches the toolkit (menu, image, tooltip) is handed to the
+toolkit's thread (GLib.idle_add on the GTK backends) and only when it changed:
+rebuilding a menu closes it if it is open.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from ..daemon import paths
+from ..daemon.model import EventKind, Listener
+from . import guard, icon as icons, menu, system
+from .alerts import Batcher
+from .menu import Action, Item, View
+from .notify import Notifier
+from .state import Record, TrayState
+
+log = logging.getLogger("portbell.tray")
+
+TICK_S = 1.0  # how often the record is polled
+DAEMON_CHECK_S = 2.0  # how often the daemon's lock is looked at
+CONFIG_CHECK_S = 5.0  # how often the config file's stamp is looked at
+MARKS_S = 60.0  # how often expiring rules are re-evaluated when nothing else changed
+BACKLOG_S = 300.0  # at start, alerts older than this are counted as unseen, not announced
+ICON_SIZE = 64  # the toolkit scales it to the panel
+GTK_BACKENDS = ("gtk", "appindicator")
+RECENT_EVENTS = 200
+
+XORG_HELP = (
+    "only pystray's xorg backend is available here: the icon shows, but it has no menu and pystray "
+    "cannot show notifications through it. Install the GObject bindings and a tray library for a menu: "
+    "on Debian/Ubuntu `sudo apt install python3-gi gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1` "
+    "(with a system Python), or into portbell's own environment: "
+    "`sudo apt install libgirepository1.0-dev libcairo2-dev gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1` "
+    "then `pip install 'PyGObject<3.51'` (Debian 12's GLib; newer systems can use the latest). See docs/tray.md."
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def backend_name(pystray_module) -> str:
+    """`appindicator`, `gtk`, `xorg`, `darwin`, `win32` or `dummy`: which backend pystray loaded."""
+    return pystray_module.Icon.__module__.rpartition(".")[2].lstrip("_")
+
+
+# ------------------------------------------------------------------ the menu, as pystray objects
+
+
+def to_pystray(pystray_module, items: tuple[Item, ...], do) -> object:
+    """The one place menu data becomes pystray objects; `do(action)` runs on a click."""
+    p = pystray_module
+
+    def convert(it: Item):
+        if it.separator:
+            return p.Menu.SEPARATOR
+        if it.submenu:
+            return p.MenuItem(it.text, p.Menu(*[convert(s) for s in it.submenu]), enabled=it.enabled)
+        checked = None if it.checked is None else _constant(it.checked)
+        return p.MenuItem(it.text, _clicked(do, it.action), checked=checked, enabled=it.enabled, default=it.default)
+
+    return p.Menu(*[convert(it) for it in items])
+
+
+def _clicked(do, action: Action | None):
+    def clicked(_icon, _item):  # pystray passes (icon, item) to two-argument callbacks
+        if action is not None:
+            do(action)
+
+    return clicked
+
+
+def _constant(value: bool):
+    def get(_item):
+        return value
+
+    return get
+
+
+# ------------------------------------------------------------------ the app
+
+
+class TrayApp:
+    def __init__(self, pystray_module, *, notifier: Notifier | None = None, clock=time.monotonic, now=utcnow) -> None:
+        from ..daemon import config as configmod
+
+        self.pystray = pystray_module
+        self.backend = backend_name(pystray_module)
+        self.clock, self.now = clock, now
+        self.record = Record(paths.database())
+        self.state_path = paths.state_dir() / "tray.json"
+        self.state = TrayState.load(self.state_path)
+        self.config_path = paths.config_file()
+        self._config_stamp = None
+        self.config = configmod.Config()
+        self._load_config()
+        self.batcher = Batcher(self.config.coalesce_s, self.config.cooldown_s)
+        self.notifier = notifier or Notifier()
+        self.children = system.Children()
+        self.actions: queue.Queue[Action] = queue.Queue()
+        self.stopping = threading.Event()
+        self.started_at = now()
+        self.daemon = "running"
+        self.autostart = autostart_status()
+        self.unseen = 0
+        self.marks: dict = {}
+        self._generation = 0
+        self._daemon_at = self._config_at = self._marks_at = 0.0
+        self.daemon_grace_until = 0.0  # a daemon we just started has not taken its lock yet
+        self._built_for = None  # (view, paused) the current menu was built from
+        self._shown: tuple = (None, None, None)  # (items, icon state, tooltip) handed to the toolkit
+        self.icon = None
+        self.menu_dump = os.environ.get("PORTBELL_TRAY_MENU_DUMP")  # tests: the menu as text, when it changes
+
+    # -------------------------------------------------------------- running
+
+    def run(self) -> int:
+        p = self.pystray
+        self.icon = p.Icon("portbell", icons.draw("loopback", 0, ICON_SIZE), "portbell", to_pystray(p, menu.build(View(record=False), self.now()), self.do))
+        if self.backend not in GTK_BACKENDS and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, lambda *_: self.do(Action("quit")))
+        self.icon.run(self._setup)
+        self.record.close()
+        return 0
+
+    def _setup(self, icon) -> None:
+        """pystray's setup thread: show the icon, then poll until Quit."""
+        if self.backend in GTK_BACKENDS:
+            from gi.repository import GLib
+
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signum, self._on_signal)
+        icon.visible = True
+        try:
+            self.loop()
+        except Exception:
+            log.exception("the tray's worker failed; quitting")
+            self.stopping.set()
+            icon.stop()
+
+    def _on_signal(self) -> bool:
+        self.do(Action("quit"))
+        return False
+
+    def do(self, action: Action) -> None:
+        """Called by the menu (toolkit thread): the worker carries it out."""
+        self.actions.put(action)
+
+    def loop(self) -> None:
+        next_tick = 0.0
+        while not self.stopping.is_set():
+            try:
+                action = self.actions.get(timeout=max(0.0, next_tick - self.clock()))
+            except queue.Empty:
+                action = None
+            if action is not None:
+                try:
+                    self.carry_out(action)
+                except Exception:
+                    log.exception("the menu action %s failed", action.verb)
+                if self.stopping.is_set():
+                    break
+            self.tick()
+            next_tick = self.clock() + TICK_S
+
+    # -------------------------------------------------------------- one tick
+
+    def tick(self) -> None:
+        mono, now = self.clock(), self.now()
+        self.children.reap()
+        if mono >= self._config_at:
+            self._config_at = mono + CONFIG_CHECK_S
+            self._load_config()
+        if mono >= self._daemon_at:
+            self._daemon_at = mono + DAEMON_CHECK_S
+            running = system.daemon_running(paths.lock_file()) is not None
+            self.daemon = "running" if running or mono < self.daemon_grace_until else "stopped"
+        changed = self.record.refresh()
+        reading = self.record.reading
+        if reading is not None:
+            if self.record.generation != self._generation:
+                self._adopt(reading.last_id)
+                changed = True
+            if changed:
+                self._news(mono, now)
+                self.unseen = self.record.unseen(self.state.seen_id or 0)
+            if changed or mono >= self._marks_at:
+                self._marks_at = mono + MARKS_S
+                self.marks = menu.marks_for(reading.listeners, self.config.rules + reading.rules, now)
+        notice = self.batcher.due(mono)
+        if notice is not None:
+            self.notifier.send(notice.title, notice.body, timeout_s=20 if notice.exposed else 8)
+        self.show(self.view(), now)
+
+    def _adopt(self, last_id: int) -> None:
+        """A record was opened: a first one, or a new file. Never replay its history as news."""
+        self._generation = self.record.generation
+        dirty = False
+        for name in ("notified_id", "seen_id"):
+            value = getattr(self.state, name)
+            if value is None or value > last_id:  # first run, or the ids belong to a replaced database
+                setattr(self.state, name, last_id)
+                dirty = True
+        if dirty:
+            self._save()
+
+    def _news(self, mono: float, now: datetime) -> None:
+        new = self.record.alerts_after(self.state.notified_id or 0)
+        if not new:
+            return
+        self.state.notified_id = new[-1].id
+        self._save()
+        fresh = [r for r in new if r.event.at >= self.started_at - timedelta(seconds=BACKLOG_S)]
+        self.batcher.add(fresh, mono, paused=self.paused(now))
+
+    def paused(self, now: datetime) -> bool:
+        return self.state.paused_until is not None and now < self.state.paused_until
+
+    def view(self) -> View:
+        r = self.record.reading
+        return View(
+            listeners=r.listeners if r else (),
+            since=r.since if r else {},
+            marks=self.marks,
+            unseen=self.unseen if r else 0,
+            paused_until=self.state.paused_until,
+            daemon=self.daemon,
+            record=r is not None,
+            complete=r.complete if r else True,
+            autostart=self.autostart,
+            uid=os.getuid() if hasattr(os, "getuid") else None,
+        )
+
+    # -------------------------------------------------------------- the toolkit
+
+    def show(self, view: View, now: datetime) -> None:
+        """Hand the toolkit what changed, on its thread."""
+        built_for = (view, view.paused(now))
+        items = self._shown[0]
+        if built_for != self._built_for or items is None:
+            items = menu.build(view, now)
+            self._built_for = built_for
+        shown = (items, menu.icon_state(view), menu.tooltip(view, now))
+        if shown == self._shown:
+            return
+        before, self._shown = self._shown, shown
+        self.on_toolkit(lambda: self._apply(before, shown))
+
+    def on_toolkit(self, fn) -> None:
+        if self.backend in GTK_BACKENDS:
+            from gi.repository import GLib
+
+            def once():
+                try:
+                    fn()
+                except Exception:
+                    log.exception("updating the tray icon failed")
+                return False
+
+            GLib.idle_add(once)
+        else:  # pystray's other backends hand these calls to their own loop
+            fn()
+
+    def _apply(self, before: tuple, shown: tuple) -> None:
+        icon = self.icon
+        items, state, tip = shown
+        if items != before[0]:
+            icon.menu = to_pystray(self.pystray, items, self.do)
+            log.debug("menu rebuilt: %d items", len(items))
+            if self.menu_dump:
+                _write_atomic(Path(self.menu_dump), menu.as_text(items) + "\n")
+        if state != before[1]:
+            icon.icon = icons.draw(state[0], state[1], ICON_SIZE)
+        if tip != before[2]:
+            icon.title = tip
+            status_icon = getattr(icon, "_status_icon", None)  # GTK's status icon: its tooltip is separate
+            if status_icon is not None:
+                status_icon.set_tooltip_text(tip)
+
+    # -------------------------------------------------------------- actions
+
+    def carry_out(self, action: Action) -> None:
+        verb, args = action.verb, action.args
+        now = self.now()
+        if verb == "quit":
+            self.stopping.set()
+            self.icon.stop()
+        elif verb == "seen":
+            self._mark_seen()
+        elif verb == "copy":
+            self._copy(args[0])
+        elif verb == "browse":
+            self._guarded(lambda: system.open_url(args[0]))
+        elif verb in ("trust", "mute"):
+            self._decide(verb, args[0], args[1] if len(args) > 1 else "always", now)
+        elif verb == "stop":
+            self._tell(*stop_process(*args))
+        elif verb == "pause":
+            self.state.paused_until = menu.pause_until(args[0], now)
+            self.batcher.drop()
+            self._save()
+        elif verb == "resume":
+            self.state.paused_until = None
+            self._save()
+        elif verb == "events":
+            self._guarded(lambda: system.open_path(self.write_recent_events(), self.children))
+            self._mark_seen()
+        elif verb == "all-listeners":
+            self._guarded(lambda: system.open_path(self.write_listeners(), self.children))
+        elif verb == "settings":
+            self._guarded(lambda: system.open_path(ensure_config(self.config_path), self.children))
+        elif verb == "autostart":
+            self._set_autostart(bool(args[0]))
+        elif verb == "start-daemon":
+            self.start_daemon()
+        else:
+            log.warning("unknown menu action %r", verb)
+
+    def start_daemon(self) -> None:
+        system.start_daemon(self.children, paths.state_dir() / "daemon.log")
+        self.daemon_grace_until = self.clock() + 10.0
+        self.daemon = "running"
+
+    def _tell(self, title: str, body: str = "") -> None:
+        """Feedback for an action: a notification, and the log."""
+        log.warning("%s%s", title, f": {body}" if body else "")
+        self.notifier.send(title, body, timeout_s=6)
+
+    def _guarded(self, fn) -> None:
+        try:
+            fn()
+        except system.Unavailable as err:
+            self._tell("portbell", str(err))
+        except OSError as err:
+            self._tell("portbell", f"that did not work: {err}")
+
+    def _copy(self, text: str) -> None:
+        try:
+            tool = system.copy(text)
+        except system.Unavailable as err:
+            self._tell("Nothing copied", str(err))
+            return
+        log.info("copied %s to the clipboard with %s", text, tool)
+
+    def _mark_seen(self) -> None:
+        r = self.record.reading
+        if r is not None:
+            self.state.seen_id = max(self.state.seen_id or 0, r.last_id)
+            self._save()
+        self.unseen = 0
+
+    def _decide(self, verb: str, li: Listener, choice: str, now: datetime) -> None:
+        from dataclasses import replace
+
+        from ..daemon.store import Store
+
+        rule = menu.rule_for(li, verb, choice, now)
+        try:
+            store = Store.open(paths.database())
+            try:
+                rule_id = store.add_decision(rule)
+            finally:
+                store.close()
+        except Exception as err:  # StoreError, sqlite3.Error, OSError: say so, keep running
+            self._tell(f"Could not {verb}", str(err))
+            return
+        what = "Trusted" if verb == "trust" else "Muted"
+        self._tell(f"{what}: port {li.port}", f"{replace(rule, id=rule_id).describe()}. Undo with: portbell forget {rule_id}")
+
+    def _set_autostart(self, enable: bool) -> None:
+        try:
+            from ..daemon import autostart
+        except ImportError:
+            self.autostart = None
+            return
+        try:
+            written = autostart.enable("all") if enable else autostart.disable("all")
+        except Exception as err:
+            self._tell("Start at login: not changed", str(err))
+        else:
+            files = ", ".join(str(p) for p in written) or "nothing to change"
+            self._tell("Start at login: " + ("on" if enable else "off"), files)
+        self.autostart = autostart_status()
+
+    def _save(self) -> None:
+        try:
+            self.state.save(self.state_path)
+        except OSError as err:
+            log.warning("cannot save the tray's state to %s: %s", self.state_path, err)
+
+    def _load_config(self) -> None:
+        from ..daemon import config as configmod
+
+        try:
+            st = self.config_path.stat()
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            stamp = None
+        if stamp == self._config_stamp:
+            return
+        self._config_stamp = stamp
+        try:
+            self.config = configmod.load(self.config_path)
+        except configmod.ConfigError as err:
+            log.warning("the configuration has errors; the tray keeps its previous settings:\n%s", err)
+            return
+        if hasattr(self, "batcher"):
+            self.batcher.configure(self.config.coalesce_s, self.config.cooldown_s)
+
+    # -------------------------------------------------------------- files to open
+
+    def write_recent_events(self) -> Path:
+        from ..daemon import render
+
+        path = paths.state_dir() / "recent-events.txt"
+        store = self.record.store
+        records = store.events(limit=RECENT_EVENTS) if store is not None else []
+        lines = [f"portbell: the last {len(records)} events, newest last (written {render.clock(self.now())}).", ""]
+        for rec in records:
+            line = render.event_line(rec.event)
+            if rec.alert:
+                line += f"  ! {rec.reason}"
+            elif rec.baseline:
+                line += "  (baseline)"
+            lines.append(line)
+        if not records:
+            lines.append("No events recorded yet.")
+        lines += ["", "More: portbell events --since 1d   (portbell events --help)"]
+        _write_atomic(path, "\n".join(lines) + "\n")
+        return path
+
+    def write_listeners(self) -> Path:
+        from ..daemon import render
+
+        path = paths.state_dir() / "listeners.txt"
+        r = self.record.reading
+        listeners = r.listeners if r else ()
+        text = render.listeners_table(listeners) if listeners else "Nothing listens."
+        _write_atomic(path, f"portbell: {len(listeners)} listeners (written {render.clock(self.now())}).\n\n{text}\n")
+        return path
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def ensure_config(path: Path) -> Path:
+    """The config file, created from the commented template when it does not exist."""
+    if path.exists():
+        return path
+    from ..daemon import config as configmod
+
+    doc = (configmod.__doc__ or "").splitlines()
+    body = "\n".join(("# " + line[4:] if line.startswith("    ") else "# " + line).rstrip() for line in doc[1:])
+    text = (
+        "# portbell configuration (TOML). Every setting is optional; remove the leading # to use one.\n"
+        "# Check it with: portbell config check\n#\n" + body.strip("\n") + "\n"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, text)
+    return path
+
+
+def autostart_status() -> bool | None:
+    """Whether the tray starts at login; None when run-at-login is not available here."""
+    try:
+        from ..daemon import autostart
+    except ImportError:
+        return None
+    try:
+        entries = autostart.status("tray")
+    except Exception as err:
+        log.warning("cannot tell whether portbell starts at login: %s", err)
+        return None
+    # active None: no service manager to ask (an XDG autostart entry): installed is the answer
+    return any(e.active if e.active is not None else bool(getattr(e, "installed", False)) for e in entries)
+
+
+def live_process(pid: int):
+    """The process that has `pid` now, as guard.Live; None when there is none."""
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        with p.oneshot():
+            uid = p.uids().real if hasattr(p, "uids") else None
+            try:
+                user = p.username()
+            except (psutil.AccessDenied, KeyError):
+                user = None
+            return guard.Live(pid=pid, create_time=p.create_time(), uid=uid, name=p.name(), user=user)
+    except psutil.NoSuchProcess:
+        return None
+
+
+def stop_process(pid: int | None, started_at: datetime | None, name: str | None) -> tuple[str, str]:
+    """Send SIGTERM to the recorded process, after the guard agreed. Returns (title, body) for the user.
+
+    On Linux a pidfd is opened before the check: it names one process for good,
+    so the process that passed the check is the one signalled, even if it exits
+    and its pid is reused in between.
+    """
+    import psutil
+
+    label = f"{name or '?'} (pid {pid})"
+    pidfd = None
+    try:
+        if pid is not None and pid > 1 and hasattr(os, "pidfd_open"):
+            try:
+                pidfd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                return "Not stopped", f"{label} has already exited"
+            except OSError:
+                pidfd = None
+        try:
+            live = live_process(pid) if pid is not None and pid > 1 else None
+        except psutil.AccessDenied:
+            return "Not stopped", f"not allowed to inspect {label}"
+        my_user = None
+        if not hasattr(os, "getuid"):
+            import getpass
+
+            my_user = getpass.getuser()
+        reason = guard.refusal(
+            pid,
+            started_at,
+            live,
+            my_uid=os.getuid() if hasattr(os, "getuid") else None,
+            my_pid=os.getpid(),
+            name=name,
+            my_user=my_user,
+        )
+        if reason is not None:
+            return "Not stopped", reason
+        try:
+            if pidfd is not None:
+                signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+            else:
+                psutil.Process(pid).terminate()
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            return "Not stopped", f"{label} has already exited"
+        except (PermissionError, psutil.AccessDenied):
+            return "Not stopped", f"not allowed to stop {label}"
+        return f"Stopping {name or 'the process'}", f"sent SIGTERM to {label}"
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+# ------------------------------------------------------------------ entry
+
+
+def run(verbose: bool = False) -> int:
+    """`portbell tray`: exit 1 with a sentence when there is no desktop to show an icon in."""
+    from ..daemon.service import AlreadyRunning, InstanceLock
+
+    missing = system.graphical_session()
+    if missing:
+        print(
+            f"portbell tray: {missing}. The tray needs a desktop session; on a machine without one, "
+            "run `portbell daemon` (the service) or `portbell` (events in the terminal).",
+            file=sys.stderr,
+        )
+        return 1
+    lock = InstanceLock(paths.runtime_dir() / "tray.lock")
+    try:
+        lock.acquire()
+    except AlreadyRunning as err:
+        print(f"portbell tray: already running (pid {err.pid}).", file=sys.stderr)
+        return 1
+    try:
+        try:
+            import pystray
+        except Exception as err:  # ImportError, or Xlib's display errors raised at import time
+            print(f"portbell tray: cannot show a tray icon: {type(err).__name__}: {err}", file=sys.stderr)
+            return 1
+        backend = backend_name(pystray)
+        if backend == "xorg":
+            print(f"portbell tray: {XORG_HELP}", file=sys.stderr)
+        app = TrayApp(pystray)
+        if system.daemon_running(paths.lock_file()) is None:
+            app.start_daemon()
+        print(
+            f"portbell tray (pid {os.getpid()}): pystray backend {backend} "
+            f"(menu: {'yes' if pystray.Icon.HAS_MENU and backend != 'xorg' else 'no'}); record {paths.database()}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return app.run()
+    finally:
+        lock.release()
+
+
+def main(argv=None) -> int:
+    """`python -m portbell.tray [-v]`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="portbell tray", description="The portbell tray icon.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more (to stderr)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="portbell: %(message)s")
+    return run(args.verbose)

@@ -1,0 +1,154 @@
+"""The tray's reach into the desktop: clipboard, opener, the daemon's start, the session.
+Imports: the standard library (and daemon.service's InstanceLock, lazily).
+
+Every program is run with an argument list, never through a shell. Programs
+that outlive the call (an opener, the daemon) are started detached and reaped
+later by `Children.reap()`, so none is left a zombie while the tray runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import webbrowser
+from pathlib import Path
+
+log = logging.getLogger("portbell.tray")
+
+LINUXLIKE = not (sys.platform == "darwin" or sys.platform == "win32")
+
+
+class Unavailable(Exception):
+    """No program for this here; the message says what to install."""
+
+
+def graphical_session(env=None) -> str | None:
+    """Why there is no graphical session to show an icon in, or None when there is one."""
+    env = os.environ if env is None else env
+    if not LINUXLIKE:
+        return None
+    if env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"):
+        return None
+    return "no graphical session: neither DISPLAY nor WAYLAND_DISPLAY is set"
+
+
+class Children:
+    """Programs started detached, remembered so they are reaped once they exit."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen] = []
+
+    def spawn(self, argv: list[str], **kw) -> subprocess.Popen:
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        kw.setdefault("stdout", subprocess.DEVNULL)
+        kw.setdefault("stderr", subprocess.DEVNULL)
+        if os.name == "posix":
+            kw.setdefault("start_new_session", True)
+        proc = subprocess.Popen(argv, **kw)
+        self.procs.append(proc)
+        return proc
+
+    def reap(self) -> None:
+        self.procs = [p for p in self.procs if p.poll() is None]
+
+
+# ------------------------------------------------------------------ clipboard
+
+
+def clipboard_commands(env=None) -> list[list[str]]:
+    """The candidates, best first, for this platform and session."""
+    env = os.environ if env is None else env
+    if sys.platform == "darwin":
+        return [["pbcopy"]]
+    if sys.platform == "win32":
+        return [["clip"]]
+    out = []
+    if env.get("WAYLAND_DISPLAY"):
+        out.append(["wl-copy"])
+    if env.get("DISPLAY"):
+        out += [["xclip", "-selection", "clipboard", "-in"], ["xsel", "--clipboard", "--input"]]
+    return out
+
+
+def copy(text: str) -> str:
+    """Put `text` on the clipboard; returns the program used, or raises Unavailable."""
+    candidates = clipboard_commands()
+    for argv in candidates:
+        exe = shutil.which(argv[0])
+        if exe is None:
+            continue
+        try:
+            # xclip, xsel and wl-copy fork a child that serves the selection and keeps running:
+            # give it no pipe to hold but stdin, which is closed once written.
+            done = subprocess.run(
+                [exe, *argv[1:]],
+                input=text.encode(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=5,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError) as err:
+            log.warning("%s failed: %s", argv[0], err)
+            continue
+        if done.returncode == 0:
+            return argv[0]
+        log.warning("%s exited with status %d", argv[0], done.returncode)
+    names = " or ".join(a[0] for a in candidates) or "a clipboard program"
+    raise Unavailable(f"no clipboard program works here: install {names}")
+
+
+# ------------------------------------------------------------------ opening things
+
+
+def opener_command(env=None) -> list[str] | None:
+    if sys.platform == "darwin":
+        return ["open"]
+    if sys.platform == "win32":
+        return None  # os.startfile
+    exe = shutil.which("xdg-open")
+    return [exe] if exe else None
+
+
+def open_path(path: Path, children: Children) -> None:
+    """Open a file with the desktop's default program; Unavailable when there is none."""
+    if sys.platform == "win32":
+        os.startfile(str(path))  # type: ignore[attr-defined]
+        return
+    argv = opener_command()
+    if argv is None:
+        raise Unavailable(f"no program to open files (install xdg-utils); the file is {path}")
+    children.spawn([*argv, str(path)])
+
+
+def open_url(url: str) -> None:
+    if not webbrowser.open(url):
+        raise Unavailable(f"no web browser found to open {url}")
+
+
+# ------------------------------------------------------------------ the daemon
+
+
+def daemon_argv() -> list[str]:
+    return [sys.executable, "-m", "portbell.daemon", "daemon", "--quiet"]
+
+
+def daemon_running(lock_file: Path) -> int | None:
+    from ..daemon.service import InstanceLock
+
+    return InstanceLock.holder(lock_file)
+
+
+def start_daemon(children: Children, log_file: Path) -> subprocess.Popen:
+    """Start `portbell daemon --quiet` detached (its own session: it outlives the tray)."""
+    log_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        proc = children.spawn(daemon_argv(), stderr=fd, close_fds=True)
+    finally:
+        os.close(fd)
+    log.warning("started the portbell daemon (pid %d); its messages go to %s", proc.pid, log_file)
+    return proc
