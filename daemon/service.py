@@ -101,7 +101,9 @@ class InstanceLock:
 
     def acquire(self) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        # 0644: it holds only a pid, and in the system-wide mode the tray and `status` of
+        # other users read it to find the daemon (the user mode's runtime dir is 0700).
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         if not _try_lock(fd):
             os.close(fd)
             raise AlreadyRunning(self.holder(self.path), self.path)
@@ -240,10 +242,8 @@ class Daemon:
     # -------------------------------------------------------------- upkeep
 
     def _housekeeping(self, snap: Snapshot | None) -> None:
+        self.watchdog()
         mono = time.monotonic()
-        if self.watchdog_s and mono >= self._watchdog_at:
-            sd_notify("WATCHDOG=1")
-            self._watchdog_at = mono + self.watchdog_s
         if mono >= self._heartbeat_at:
             self._heartbeat(snap)
             self._heartbeat_at = mono + HEARTBEAT_S
@@ -256,6 +256,13 @@ class Daemon:
                     log.info("pruned %d old events", removed)
             except (sqlite3.Error, OSError) as err:
                 log.warning("cannot prune the history: %s", err)
+
+    def watchdog(self) -> None:
+        """Ping systemd's watchdog when one is armed (WATCHDOG_USEC) and half its period passed."""
+        mono = time.monotonic()
+        if self.watchdog_s and mono >= self._watchdog_at:
+            sd_notify("WATCHDOG=1")
+            self._watchdog_at = mono + self.watchdog_s
 
     def _heartbeat(self, snap: Snapshot | None) -> None:
         from . import __version__
@@ -340,7 +347,11 @@ def run_daemon(daemon: Daemon, stop: threading.Event) -> None:
             if not ready:
                 sd_notify("READY=1")
                 ready = True
-            stop.wait(max(0.0, daemon.config.interval_s - (time.monotonic() - started)))
+            # Wait out the interval, waking to ping the watchdog when its period is shorter.
+            deadline = started + daemon.config.interval_s
+            while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+                stop.wait(min(left, daemon.watchdog_s) if daemon.watchdog_s else left)
+                daemon.watchdog()
     finally:
         sd_notify("STOPPING=1")
         daemon.close()
