@@ -18,6 +18,7 @@ run: $(STAMP)
 	$(VENV)/bin/portbell $(ARGS)
 
 test: $(STAMP)
+	@bash tests/desktop/setup.sh $(PY)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

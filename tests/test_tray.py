@@ -312,6 +312,12 @@ def test_alerts_within_the_coalescing_window_become_one_notification():
     assert b.due(200.0) is None
 
 
+def test_a_coalesced_notification_lists_the_most_exposed_first():
+    n = alerts.notice([rec(1, 3000, "dev", "127.0.0.1"), rec(2, 3001, "dev", "127.0.0.1"), rec(3, 8000, "web")])
+    assert n.body.splitlines()[1].startswith("8000 tcp  web (pid 4003)  0.0.0.0")
+    assert n.title == "3 new listeners, 1 reachable from other machines"
+
+
 def test_thirty_listeners_at_once_are_one_notification():
     b = alerts.Batcher(coalesce_s=2, cooldown_s=300)
     b.add([rec(i, 20000 + i, "burst") for i in range(30)], now=0.0)

@@ -158,6 +158,8 @@ def notice(records: list[Recorded]) -> Notice:
             command = " ".join(cmd)
             body += "\n" + (command if len(command) <= 160 else command[:157] + "...")
         return Notice(title, body, keys, exposed)
+    # the most exposed first: they are the news that matters
+    records = sorted(records, key=lambda r: (-r.event.listener.exposure.rank, r.id))
     counts = Counter(_name(r) for r in records)
     names = [f"{name} x{n}" if n > 1 else name for name, n in counts.most_common(MAX_NAMES)]
     if len(counts) > MAX_NAMES:
