@@ -2,8 +2,8 @@
 Imports: pystray (here only, lazily), psutil (Stop process only), and the tray's modules.
 
 Threads. pystray runs the toolkit's loop on the main thread. One worker thread
-(pystray's setup thread) does everything else: it polls the record once a
-second (`PRAGMA data_version`: nothing is read unless the daemon committed),
+(pystray's setup thread) does everything else: it polls the record every
+two seconds (`PRAGMA data_version`: nothing is read unless the daemon committed),
 sends notifications, and carries out the menu's actions, which the menu only
 queues. Whatever touches the toolkit (menu, image, tooltip) is handed to the
 toolkit's thread (GLib.idle_add on the GTK backends) and only when it changed:
@@ -32,9 +32,9 @@ from .state import Record, TrayState
 
 log = logging.getLogger("portbell.tray")
 
-TICK_S = 1.0  # how often the record is polled
-DAEMON_CHECK_S = 2.0  # how often the daemon's lock is looked at
-CONFIG_CHECK_S = 5.0  # how often the config file's stamp is looked at
+TICK_S = 2.0  # how often the record is polled (each wake-up costs more than the poll itself)
+DAEMON_CHECK_S = 6.0  # how often the daemon's lock is looked at
+CONFIG_CHECK_S = 10.0  # how often the config file's stamp is looked at
 MARKS_S = 60.0  # how often expiring rules are re-evaluated when nothing else changed
 BACKLOG_S = 300.0  # at start, alerts older than this are counted as unseen, not announced
 ICON_SIZE = 64  # the toolkit scales it to the panel
@@ -124,6 +124,7 @@ class TrayApp:
         self._daemon_at = self._config_at = self._marks_at = 0.0
         self.daemon_grace_until = 0.0  # a daemon we just started has not taken its lock yet
         self._built_for = None  # (view, paused) the current menu was built from
+        self._computed: tuple = (None, None, None)  # (items, icon state, tooltip) built from it
         self._shown: tuple = (None, None, None)  # (items, icon state, tooltip) handed to the toolkit
         self.icon = None
         self.menu_dump = os.environ.get("PORTBELL_TRAY_MENU_DUMP")  # tests: the menu as text, when it changes
@@ -165,8 +166,10 @@ class TrayApp:
     def loop(self) -> None:
         next_tick = 0.0
         while not self.stopping.is_set():
+            due = self.batcher.next_due()  # a coalesced notification is shown on time, not at the next tick
+            wake = next_tick if due is None else min(next_tick, due)
             try:
-                action = self.actions.get(timeout=max(0.0, next_tick - self.clock()))
+                action = self.actions.get(timeout=max(0.0, wake - self.clock()))
             except queue.Empty:
                 action = None
             if action is not None:
@@ -252,11 +255,10 @@ class TrayApp:
     def show(self, view: View, now: datetime) -> None:
         """Hand the toolkit what changed, on its thread."""
         built_for = (view, view.paused(now))
-        items = self._shown[0]
-        if built_for != self._built_for or items is None:
-            items = menu.build(view, now)
+        if built_for != self._built_for:  # else nothing to compute: an idle tick costs a comparison
             self._built_for = built_for
-        shown = (items, menu.icon_state(view), menu.tooltip(view, now))
+            self._computed = (menu.build(view, now), menu.icon_state(view), menu.tooltip(view, now))
+        shown = self._computed
         if shown == self._shown:
             return
         before, self._shown = self._shown, shown
