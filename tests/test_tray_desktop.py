@@ -241,7 +241,12 @@ class Tray:
             self.desktop.xdo("key", key)
             if key == "Right":
                 poll(lambda: len(self.desktop.popups()) > count, 5, what="a submenu to open")
-        image = self.desktop.screenshot() if shot else None
+        image = None
+        if shot:  # the whole open menu, its submenus and the tray above it
+            boxes = self.desktop.popups()
+            left = max(0, min(b["x"] for b in boxes) - 8)
+            bottom = min(768, max(b["y"] + b["h"] for b in boxes) + 8)
+            image = self.desktop.screenshot().crop((left, 0, 1024, bottom))
         for key in then:
             self.desktop.xdo("key", key)
         return popup, image
@@ -255,6 +260,9 @@ def tray(request, desktop, home):
         t.alive()
         poll(lambda: "Exposed to the network" in t.menu(), 30, what="the tray's first menu")
         yield t
+        t.alive()
+        t.proc.terminate()  # SIGTERM ends the tray cleanly (GLib's signal source on the GTK backends)
+        assert t.proc.wait(15) == 0, t.log()[-3000:]
     finally:
         stop_process(t.proc)
 
@@ -277,6 +285,14 @@ def test_the_chosen_backend_loaded_with_a_menu_and_the_icon_is_visible(tray, sho
     if tray.backend == "appindicator":
         left = max(0, x - area["x"] - 60)
         docs_shot(panel.crop((left, 0, min(area["w"], left + 120), area["h"])).resize((360, 3 * area["h"]), 0), "tray-icon.png")
+
+
+def test_a_second_tray_says_which_one_runs_and_exits_1(tray):
+    env = dict(tray.home.env, PYSTRAY_BACKEND=tray.backend)
+    done = subprocess.run([sys.executable, "-m", "portbell.daemon", "tray"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert f"already running (pid {tray.proc.pid})" in done.stderr
+    tray.alive()
 
 
 def test_an_exposed_listener_rings_naming_its_port_and_program(tray, child):
@@ -303,7 +319,7 @@ def test_the_menu_opened_by_a_right_click_lists_the_listener_and_copies_its_addr
     assert popup["h"] >= 18 * len(top_level), f"a {popup['h']}px menu cannot show {len(top_level)} entries"
     image.save(shots / f"{tray.backend}-menu.png")
     if tray.backend == "appindicator":
-        docs_shot(image.crop((max(0, popup["x"] - 380), 0, 1024, min(768, popup["y"] + popup["h"] + 10))), "tray-menu.png")
+        docs_shot(image, "tray-menu.png")
     assert poll(lambda: tray.desktop.clipboard() == f"0.0.0.0:{c.port}", 10, what="host:port on the clipboard")
     tray.alive()
 

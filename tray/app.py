@@ -179,7 +179,10 @@ class TrayApp:
                     log.exception("the menu action %s failed", action.verb)
                 if self.stopping.is_set():
                     break
-            self.tick()
+            try:
+                self.tick()
+            except Exception:  # a surprise in one tick must not take the icon down: log it, try again
+                log.exception("the tray's poll failed; trying again in %g s", TICK_S)
             next_tick = self.clock() + TICK_S
 
     # -------------------------------------------------------------- one tick
