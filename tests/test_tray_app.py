@@ -117,7 +117,7 @@ def tray(home, pystray_dummy):
     app.menu_dump = str(home / "menu.txt")
     yield app, writer, clock, notifier
     writer.store.close()
-    app.record.close()
+    app.close()
 
 
 def menu_text(home) -> str:
@@ -207,7 +207,7 @@ def test_a_restarted_tray_does_not_replay_old_alerts(tray, pystray_dummy):
         clock.advance(1)
         second.tick()
     assert again.sent == []  # the state file remembers what was notified
-    second.record.close()
+    second.close()
 
 
 def test_trust_from_the_menu_writes_a_decision_the_menu_then_shows(tray, home):
@@ -373,3 +373,19 @@ def test_copy_says_what_to_install_when_there_is_no_clipboard_program(monkeypatc
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     with pytest.raises(system.Unavailable, match="install xclip or xsel"):
         system.copy("127.0.0.1:8000")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+def test_the_worker_sleeps_until_the_records_folder_is_written(tmp_path):
+    import select
+
+    watch = system.FolderWatch.open(tmp_path)
+    assert watch is not None
+    try:
+        assert select.select([watch], [], [], 0)[0] == []
+        (tmp_path / "portbell.db-wal").write_bytes(b"a commit")
+        assert select.select([watch], [], [], 5)[0] == [watch]
+        watch.drain()
+        assert select.select([watch], [], [], 0)[0] == []
+    finally:
+        watch.close()

@@ -2,10 +2,11 @@
 Imports: pystray (here only, lazily), psutil (Stop process only), and the tray's modules.
 
 Threads. pystray runs the toolkit's loop on the main thread. One worker thread
-(pystray's setup thread) does everything else: it polls the record every
-two seconds (`PRAGMA data_version`: nothing is read unless the daemon committed),
-sends notifications, and carries out the menu's actions, which the menu only
-queues. Whatever touches the toolkit (menu, image, tooltip) is handed to the
+(pystray's setup thread) does everything else: it sleeps until the record's
+folder is written (inotify on Linux; elsewhere it polls every two seconds),
+then asks `PRAGMA data_version` whether the daemon committed and reads only
+then; it sends notifications and carries out the menu's actions, which the
+menu only queues. Whatever touches the toolkit (menu, image, tooltip) is handed to the
 toolkit's thread (GLib.idle_add on the GTK backends) and only when it changed:
 rebuilding a menu closes it if it is open.
 """
@@ -32,7 +33,8 @@ from .state import Record, TrayState
 
 log = logging.getLogger("portbell.tray")
 
-TICK_S = 2.0  # how often the record is polled (each wake-up costs more than the poll itself)
+TICK_S = 2.0  # how often the record is polled where writes to it cannot be watched (no inotify)
+IDLE_S = 30.0  # with inotify: the periodic look when nothing was written (daemon lock, config, expiries)
 DAEMON_CHECK_S = 6.0  # how often the daemon's lock is looked at
 CONFIG_CHECK_S = 10.0  # how often the config file's stamp is looked at
 MARKS_S = 60.0  # how often expiring rules are re-evaluated when nothing else changed
@@ -114,6 +116,9 @@ class TrayApp:
         self.notifier = notifier or Notifier()
         self.children = system.Children()
         self.actions: queue.Queue[Action] = queue.Queue()
+        self._wake_r, self._wake_w = os.pipe()  # do() wakes the worker through it
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         self.stopping = threading.Event()
         self.started_at = now()
         self.daemon = "running"
@@ -137,8 +142,16 @@ class TrayApp:
         if self.backend not in GTK_BACKENDS and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: self.do(Action("quit")))
         self.icon.run(self._setup)
-        self.record.close()
+        self.close()
         return 0
+
+    def close(self) -> None:
+        self.record.close()
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def _setup(self, icon) -> None:
         """pystray's setup thread: show the icon, then poll until Quit."""
@@ -162,28 +175,54 @@ class TrayApp:
     def do(self, action: Action) -> None:
         """Called by the menu (toolkit thread): the worker carries it out."""
         self.actions.put(action)
+        try:
+            os.write(self._wake_w, b"!")
+        except OSError:  # the pipe is full: the worker is awake anyway
+            pass
 
     def loop(self) -> None:
+        """Sleep until there is something to do: a menu action, a write to the record (inotify on
+        Linux), a coalesced notification due, the end of a pause, or the next periodic look."""
+        import select
+
+        watch = system.FolderWatch.open(paths.private_dir(paths.state_dir()))
+        period = IDLE_S if watch else TICK_S
+        log.debug("waking on %s", "writes to the record (inotify)" if watch else f"a poll every {TICK_S:g} s")
+        waits = [self._wake_r] + ([watch] if watch else [])
         next_tick = 0.0
-        while not self.stopping.is_set():
-            due = self.batcher.next_due()  # a coalesced notification is shown on time, not at the next tick
-            wake = next_tick if due is None else min(next_tick, due)
-            try:
-                action = self.actions.get(timeout=max(0.0, wake - self.clock()))
-            except queue.Empty:
-                action = None
-            if action is not None:
-                try:
-                    self.carry_out(action)
-                except Exception:
-                    log.exception("the menu action %s failed", action.verb)
+        try:
+            while not self.stopping.is_set():
+                wake = min(t for t in (next_tick, self.batcher.next_due(), self._pause_ends()) if t is not None)
+                ready, _, _ = select.select(waits, [], [], max(0.0, wake - self.clock()))
+                if watch in ready:
+                    watch.drain()
+                    self._daemon_at = 0.0  # the daemon wrote (or stopped): look at its lock too
+                if self._wake_r in ready:
+                    _drain(self._wake_r)
+                while not self.actions.empty():
+                    action = self.actions.get_nowait()
+                    try:
+                        self.carry_out(action)
+                    except Exception:
+                        log.exception("the menu action %s failed", action.verb)
                 if self.stopping.is_set():
                     break
-            try:
-                self.tick()
-            except Exception:  # a surprise in one tick must not take the icon down: log it, try again
-                log.exception("the tray's poll failed; trying again in %g s", TICK_S)
-            next_tick = self.clock() + TICK_S
+                try:
+                    self.tick()
+                except Exception:  # a surprise in one tick must not take the icon down: log it, try again
+                    log.exception("the tray's poll failed; trying again in %g s", period)
+                next_tick = self.clock() + period
+        finally:
+            if watch:
+                watch.close()
+
+    def _pause_ends(self) -> float | None:
+        """The monotonic time the pause ends (the menu changes then), None when not paused."""
+        until = self.state.paused_until
+        if until is None:
+            return None
+        left = (until - self.now()).total_seconds()
+        return self.clock() + left if left > 0 else None
 
     # -------------------------------------------------------------- one tick
 
@@ -462,6 +501,14 @@ class TrayApp:
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -55,6 +55,53 @@ class Children:
         self.procs = [p for p in self.procs if p.poll() is None]
 
 
+# ------------------------------------------------------------------ waking on news
+
+
+class FolderWatch:
+    """A file descriptor that becomes readable when a file in a folder is written, created, moved in
+    or deleted: Linux inotify, through ctypes. The daemon appends to the record's WAL file on every
+    commit, so the tray sleeps until there is news instead of waking to poll."""
+
+    MASK = 0x2 | 0x8 | 0x80 | 0x100 | 0x200  # IN_MODIFY, IN_CLOSE_WRITE, IN_MOVED_TO, IN_CREATE, IN_DELETE
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    @classmethod
+    def open(cls, folder: Path) -> FolderWatch | None:
+        """None where inotify is not available (other systems, no libc symbol, no permission)."""
+        if not sys.platform.startswith("linux"):
+            return None
+        try:
+            import ctypes
+            import ctypes.util
+
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+            fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+            if fd < 0:
+                return None
+            if libc.inotify_add_watch(fd, os.fsencode(str(folder)), cls.MASK) < 0:
+                os.close(fd)
+                return None
+            return cls(fd)
+        except (OSError, AttributeError):
+            return None
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def drain(self) -> None:
+        try:
+            while os.read(self.fd, 65536):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 # ------------------------------------------------------------------ clipboard
 
 
