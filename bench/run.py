@@ -2,7 +2,9 @@
 psutil.net_connections(), and the cost of attributing one new listener, at four machine scales
 built and torn down here. See bench/README.md.
 
-    .venv/bin/python bench/run.py [--quick] [--scales idle,listeners,established,processes] [--json]
+    .venv/bin/python bench/run.py [--quick] [--scales idle,listeners,established,processes] [--json] [--no-daemon]
+
+Then, unless --no-daemon, it runs bench/daemon.py (the daemon's CPU share and resident memory).
 
 It is a measurement, not a test: it exits 0 when a target fails (and prints FAIL), 1 only when
 it could not measure (a scale could not be built, or a helper process was left behind).
@@ -15,6 +17,7 @@ import json
 import os
 import platform
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -172,6 +175,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"comma-separated subset of {','.join(scales.SCALES)} (default: all)")
     parser.add_argument("--json", action="store_true", help="print the JSON results instead of the markdown")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"where to write the JSON (default {RESULTS})")
+    parser.add_argument("--no-daemon", dest="daemon", action="store_false",
+                        help="skip bench/daemon.py, the daemon-level benchmark that otherwise runs afterwards (~4 min)")
     args = parser.parse_args(argv)
     args.scales = [s.strip() for s in args.scales.split(",") if s.strip()]
     unknown = [s for s in args.scales if s not in scales.SCALES]
@@ -238,7 +243,19 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     print(json.dumps(doc, indent=2) if args.json else report.markdown(doc))
     progress(f"results written to {args.out}")
-    return 1 if doc["errors"] or doc["teardown"]["leftover_pids"] else 0
+    status = 1 if doc["errors"] or doc["teardown"]["leftover_pids"] else 0
+    if args.daemon:  # its own process: its own helpers, signals and results file (bench/results/daemon.json)
+        sys.stdout.flush()
+        daemon = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("daemon.py")), *(["--quick"] if args.quick else [])],
+            stdout=sys.stderr if args.json else None,  # stdout stays one JSON document
+        )
+        try:
+            status = max(status, daemon.wait())
+        except KeyboardInterrupt:  # Ctrl-C reached it too: let it tear its daemons down
+            daemon.wait()
+            return 130
+    return status
 
 
 if __name__ == "__main__":
