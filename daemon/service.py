@@ -77,6 +77,7 @@ def run(monitor: Monitor, interval_s: float, stop: threading.Event, handle: Call
 # ---------------------------------------------------------------------------
 
 HEARTBEAT_S = 15.0  # how often the record learns the daemon is alive when nothing happens
+CONFIG_CHECK_S = 5.0  # how often the config file's stamp is looked at (SIGHUP reloads at once)
 PRUNE_S = 3600.0
 
 
@@ -186,6 +187,7 @@ class Daemon:
         self.started_at = clock()
         self.reload_requested = False
         self._config_stamp = _stamp(config_path)
+        self._config_check_at = time.monotonic() + CONFIG_CHECK_S
         self._data_version = store.data_version()
         self._decisions = store.decisions()
         self.policy = Policy(config.rules + self._decisions, config.notify_loopback)
@@ -235,6 +237,7 @@ class Daemon:
             return []
         if not poll.events:
             return []
+        self._refresh_decisions()
         now = self.clock()
         decided = [(e, self.policy.decide(e, self.store, now)) for e in poll.events]
         return self.store.record(snap, decided, found_at_start=self.first_poll)
@@ -288,7 +291,20 @@ class Daemon:
     # -------------------------------------------------------------- configuration
 
     def _maybe_reload(self) -> None:
-        """Before deciding anything: new decisions (trust, mute) and a changed config file apply now."""
+        """A changed config file (looked at every CONFIG_CHECK_S) or SIGHUP reloads the configuration."""
+        mono = time.monotonic()
+        if not self.reload_requested and mono < self._config_check_at:
+            return
+        self._config_check_at = mono + CONFIG_CHECK_S
+        stamp = _stamp(self.config_path)
+        if not self.reload_requested and stamp == self._config_stamp:
+            return
+        self.reload_requested = False
+        self._config_stamp = stamp
+        self.reload()
+
+    def _refresh_decisions(self) -> None:
+        """Before deciding anything: decisions (trust, mute) written since by the CLI or the tray."""
         version = self.store.data_version()
         if version != self._data_version:  # another connection committed: maybe a decision
             self._data_version = version
@@ -296,12 +312,6 @@ class Daemon:
             if decisions != self._decisions:
                 self._decisions = decisions
                 self.policy = self._Policy(self.config.rules + decisions, self.config.notify_loopback)
-        stamp = _stamp(self.config_path)
-        if not self.reload_requested and stamp == self._config_stamp:
-            return
-        self.reload_requested = False
-        self._config_stamp = stamp
-        self.reload()
 
     def reload(self) -> bool:
         from .config import ConfigError, load

@@ -155,6 +155,9 @@ class Attributor:
     # them, every newborn process is still checked for it (see _refresh), and the
     # cheap search (fd counts, see _fds) runs at each backoff step.
     MAX_BACKOFF = 1024
+    # Samples during which a new process's fds are always read in full: starting up, it
+    # opens and closes files, so its fd count says little (a socket can replace a .pyc).
+    YOUNG = 30
 
     def __init__(self, root: str = PROC) -> None:
         self.root = root
@@ -169,6 +172,7 @@ class Attributor:
         self._fd_cache: dict[int, tuple[int, int, frozenset[int]]] = {}
         self.denied: set[int] = set()  # processes whose descriptors we were refused
         self._recent: dict[int, int] = {}  # pid -> sample when a socket it held went away
+        self._young: dict[int, int] = {}  # pid -> sample when it was first seen
 
     @property
     def can_read_all(self) -> bool:
@@ -220,6 +224,8 @@ class Attributor:
         for pid in gone:
             self._fd_cache.pop(pid, None)
             self._recent.pop(pid, None)
+        self._young = {p: n for p, n in self._young.items() if self._sample - n < self.YOUNG and p not in gone}
+        self._young.update((pid, self._sample) for pid in born)
         self.denied -= gone
         holding = self._holder_pids()
         changed: dict[int, frozenset[int]] = {}
@@ -258,7 +264,7 @@ class Attributor:
         start = proc.start if proc else -1
         cached = self._fd_cache.get(pid)
         count = -1
-        if not thorough:
+        if not thorough and pid not in self._young:
             try:
                 count = os.stat(f"{self.root}/{pid}/fd").st_size
             except OSError:
