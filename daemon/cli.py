@@ -255,11 +255,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main_job(verbose: bool) -> list[str]:
-    """`portbell` alone: the daemon in the foreground printing events as readable lines,
-    or, when a daemon already runs, its record followed live."""
+    """`portbell` alone: the tray when there is a desktop (it starts the daemon); otherwise
+    the daemon in the foreground printing events as readable lines, or, when a daemon
+    already runs, its record followed live."""
     from . import paths
     from .service import InstanceLock
+    from .session import graphical_session
 
+    if graphical_session() is None:
+        return [*(["--verbose"] if verbose else []), "tray"]
     if InstanceLock.holder(paths.lock_file()) is not None:
         return ["events", "--since", "10m", "--follow"]
     return [*(["--verbose"] if verbose else []), "daemon"]

@@ -49,11 +49,12 @@ def merge(listeners: Iterable[Listener]) -> dict[Key, Listener]:
     with the union of their owners. Dual-stack if any socket of the key is."""
     out: dict[Key, Listener] = {}
     for li in listeners:
-        have = out.get(li.key)
+        key = li.key
+        have = out.get(key)
         if have is None:
-            out[li.key] = li
+            out[key] = li
         else:
-            out[li.key] = Listener(
+            out[key] = Listener(
                 li.transport, li.family, li.address, li.port, li.exposure,
                 have.dual_stack or li.dual_stack, sort_owners(have.owners + li.owners),
             )

@@ -159,3 +159,14 @@ def test_watch_stops_cleanly_on_sigterm():
     out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0 and time.monotonic() - started < 5  # the wait is interruptible
     assert "Traceback" not in err
+
+
+def test_portbell_alone_picks_the_tray_on_a_desktop_and_the_daemon_without(monkeypatch, tmp_path):
+    from portbell.daemon import cli
+
+    monkeypatch.setenv("PORTBELL_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setenv("DISPLAY", ":99")
+    assert cli._main_job(False) == ["tray"]
+    monkeypatch.delenv("DISPLAY")
+    assert cli._main_job(True) == ["--verbose", "daemon"]

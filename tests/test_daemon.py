@@ -380,7 +380,9 @@ def test_jsonl_sink_is_written_while_the_daemon_runs(daemon, home):
     d.stop()
 
 
-def test_portbell_alone_runs_the_daemon_or_follows_the_running_one(home):
+def test_portbell_alone_runs_the_daemon_or_follows_the_running_one(home, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)  # with a desktop it would be the tray
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     first = subprocess.Popen([sys.executable, "-m", "portbell.daemon"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert "portbell daemon (pid" in first.stderr.readline()  # no daemon yet: it is the daemon

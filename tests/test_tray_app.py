@@ -13,6 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from portbell.daemon.session import graphical_session
+
 from conftest import wait_for
 from portbell.daemon.classify import classify
 from portbell.daemon.model import Event, EventKind, Listener, Owner, Transport, snapshot_of
@@ -347,7 +349,7 @@ def test_without_a_graphical_session_the_tray_says_so_and_exits_1(home):
     assert "no graphical session" in done.stderr and "DISPLAY" in done.stderr
     assert "pystray" not in done.stderr and "Traceback" not in done.stderr
     assert InstanceLock.holder(home / "run" / "daemon.lock") is None  # and no daemon was started
-    assert system.graphical_session({"WAYLAND_DISPLAY": "wayland-0"}) is None
+    assert graphical_session({"WAYLAND_DISPLAY": "wayland-0"}) is None
 
 
 def test_the_tray_starts_the_daemon_detached(home):

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from ..daemon import paths
+from ..daemon.session import graphical_session
 from ..daemon.model import EventKind, Listener
 from . import guard, icon as icons, menu, system
 from .alerts import Batcher
@@ -49,7 +50,7 @@ XORG_HELP = (
     "on Debian/Ubuntu `sudo apt install python3-gi gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1` "
     "(with a system Python), or into portbell's own environment: "
     "`sudo apt install libgirepository1.0-dev libcairo2-dev gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1` "
-    "then `pip install 'PyGObject<3.51'` (Debian 12's GLib; newer systems can use the latest). See docs/tray.md."
+    "then `pip install 'PyGObject<3.51'` (Debian 12's GLib; newer systems can use the latest). See the README: Linux desktops."
 )
 
 
@@ -630,7 +631,7 @@ def run(verbose: bool = False) -> int:
     """`portbell tray`: exit 1 with a sentence when there is no desktop to show an icon in."""
     from ..daemon.service import AlreadyRunning, InstanceLock
 
-    missing = system.graphical_session()
+    missing = graphical_session()
     if missing:
         print(
             f"portbell tray: {missing}. The tray needs a desktop session; on a machine without one, "

@@ -25,16 +25,6 @@ class Unavailable(Exception):
     """No program for this here; the message says what to install."""
 
 
-def graphical_session(env=None) -> str | None:
-    """Why there is no graphical session to show an icon in, or None when there is one."""
-    env = os.environ if env is None else env
-    if not LINUXLIKE:
-        return None
-    if env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"):
-        return None
-    return "no graphical session: neither DISPLAY nor WAYLAND_DISPLAY is set"
-
-
 class Children:
     """Programs started detached, remembered so they are reaped once they exit."""
 

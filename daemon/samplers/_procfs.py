@@ -291,10 +291,11 @@ class Attributor:
         me = os.geteuid()
         # Likeliest first: processes that just closed a socket (a server re-opening one:
         # read in full, since closing one fd and opening another keeps the fd count),
-        # then processes already listening, then everyone newest first by uid.
+        # then everyone newest first, the socket's uid before the others. (Processes
+        # already listening are not tried first: a busy server's fd count always moves,
+        # so it would be read in full for every new listener anywhere.)
         recent = [procs[p] for p in sorted(self._recent, key=self._recent.get, reverse=True) if p in procs]
-        listening = [procs[p] for p in self._holder_pids() if p in procs]
-        passes = [(recent, True), (listening, thorough), ([p for p in order if p.uid in uids], thorough)]
+        passes = [(recent, True), ([p for p in order if p.uid in uids], thorough)]
         if self.root_view:
             passes.append(([p for p in order if p.uid not in uids], thorough))
         fresh: set[int] = set()  # read in full during this search

@@ -28,6 +28,7 @@ import socket
 import struct
 import time
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Callable
 
 from ..classify import classify, is_dual_stack
@@ -51,7 +52,7 @@ INET_DIAG_SKV6ONLY = 11
 _NLMSGHDR = struct.Struct("=IHHII")
 _REQ = struct.Struct("=BBBBI48s")
 _REQ_COMPAT = struct.Struct("=BBBB48sII")
-_MSG = struct.Struct("=BBBB2s2s16s16sI8xIIIII")
+_MSG = struct.Struct("=BBBBHH16s16sI8xIIIII")  # ports are big-endian: ntohs
 _RTA = struct.Struct("=HH")
 _ERR = struct.Struct("=i")
 
@@ -98,12 +99,7 @@ def parse(transport: Transport, data: memoryview, out: list[Raw]) -> bool:
             raise SampleError(f"sock_diag dump failed: {os.strerror(-code)}", sampler="sockdiag")
         if kind == SOCK_DIAG_BY_FAMILY or kind == TCPDIAG_GETSOCK:
             family, _state, _t, _r, sport, _dport, src, _dst, ifindex, _e, _rq, _wq, uid, inode = _MSG.unpack_from(data, body)
-            if family == socket.AF_INET:
-                fam, address = 4, socket.inet_ntop(socket.AF_INET, src[:4])
-            else:
-                fam, address = 6, socket.inet_ntop(socket.AF_INET6, src)
-                if ifindex and address.startswith("fe80:"):
-                    address = f"{address}%{_ifname(ifindex)}"
+            fam, address = _address(family, src, ifindex)
             v6only = None
             attr, stop = body + _MSG.size, offset + length
             while attr + _RTA.size <= stop:
@@ -113,12 +109,23 @@ def parse(transport: Transport, data: memoryview, out: list[Raw]) -> bool:
                 if atype == INET_DIAG_SKV6ONLY:
                     v6only = bool(data[attr + _RTA.size])
                 attr += (alen + 3) & ~3
-            out.append((transport, fam, address, int.from_bytes(sport, "big"), v6only, uid, inode))
+            out.append((transport, fam, address, socket.ntohs(sport), v6only, uid, inode))
         offset += (length + 3) & ~3
     return False
 
 
 _DONE_TAIL = struct.Struct("=IHHI")
+
+
+@lru_cache(maxsize=1024)
+def _address(family: int, src: bytes, ifindex: int) -> tuple[int, str]:
+    """(4 or 6, the address as text), scoped for link-local IPv6. Few distinct values: cached."""
+    if family == socket.AF_INET:
+        return 4, socket.inet_ntop(socket.AF_INET, src[:4])
+    address = socket.inet_ntop(socket.AF_INET6, src)
+    if ifindex and address.startswith("fe80:"):
+        address = f"{address}%{_ifname(ifindex)}"
+    return 6, address
 
 
 def _ends_dump(chunk: bytes) -> bool:
