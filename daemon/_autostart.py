@@ -227,3 +227,20 @@ def run_quietly(run: Runner, argv: Sequence[str]) -> subprocess.CompletedProcess
         return run(list(argv), capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return None
+
+
+class FileBackend:
+    """What the Linux and macOS backends share: entries are files, written and removed whole."""
+
+    def read(self, spec: Spec) -> str | None:
+        return read_file(Path(spec.location))
+
+    def ours(self, spec: Spec, current: str) -> bool:
+        """Written by portbell and unedited: this version's text, or any version's sealed text."""
+        return current == spec.content or is_sealed(current)
+
+    def write(self, spec: Spec) -> None:
+        write_file(Path(spec.location), spec.content)
+
+    def remove(self, spec: Spec) -> None:
+        remove_file(Path(spec.location))

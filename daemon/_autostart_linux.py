@@ -18,17 +18,15 @@ import platformdirs
 
 from ._autostart import (
     AutostartError,
+    FileBackend,
     Runner,
     Spec,
     desktop_command,
-    is_sealed,
-    read_file,
     remove_file,
     packaged,
     render,
     run_quietly,
     systemd_command,
-    write_file,
 )
 
 GUI = False
@@ -39,7 +37,7 @@ KINDS = {"daemon": "systemd user unit", "tray": "XDG autostart entry", "system":
 WANTED_BY = {"daemon": "default.target", "system": "multi-user.target"}
 
 
-class Backend:
+class Backend(FileBackend):
     names = ("daemon", "tray", "system")
     system_dir = Path("/etc/systemd/system")
 
@@ -67,19 +65,6 @@ class Backend:
                 location = self.system_dir / UNIT
             out.append(Spec(name, KINDS[name], location, content))
         return out
-
-    def read(self, spec: Spec) -> str | None:
-        return read_file(Path(spec.location))
-
-    def ours(self, spec: Spec, current: str) -> bool:
-        """Written by portbell and unedited: this version's text, or any version's sealed text."""
-        return current == spec.content or is_sealed(current)
-
-    def write(self, spec: Spec) -> None:
-        write_file(Path(spec.location), spec.content)
-
-    def remove(self, spec: Spec) -> None:
-        remove_file(Path(spec.location))
 
     # ------------------------------------------------ the service manager
 

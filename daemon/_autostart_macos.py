@@ -14,13 +14,13 @@ import os
 import subprocess
 from pathlib import Path
 
-from ._autostart import Runner, Spec, is_sealed, plist_strings, read_file, remove_file, render, run_quietly, write_file
+from ._autostart import FileBackend, Runner, Spec, plist_strings, render, run_quietly
 
 GUI = False
 LABELS = {"daemon": "portbell.daemon", "tray": "portbell.tray"}
 
 
-class Backend:
+class Backend(FileBackend):
     names = ("daemon", "tray")
     def __init__(self, program: tuple[str, ...], run: Runner = subprocess.run) -> None:
         self.program = program
@@ -35,19 +35,6 @@ class Backend:
             content = render(f"macos/{label}.plist", program=plist_strings(self.program), logs=str(home / "Library" / "Logs"))
             out.append(Spec(name, "LaunchAgent", home / "Library" / "LaunchAgents" / f"{label}.plist", content))
         return out
-
-    def read(self, spec: Spec) -> str | None:
-        return read_file(Path(spec.location))
-
-    def ours(self, spec: Spec, current: str) -> bool:
-        """Written by portbell and unedited: this version's text, or any version's sealed text."""
-        return current == spec.content or is_sealed(current)
-
-    def write(self, spec: Spec) -> None:
-        write_file(Path(spec.location), spec.content)
-
-    def remove(self, spec: Spec) -> None:
-        remove_file(Path(spec.location))
 
     def _domain(self) -> str:
         return f"gui/{os.getuid()}"

@@ -30,6 +30,14 @@ def wait_for(condition, timeout=10.0, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A private state, runtime and config location for one test, for this process and its children."""
+    for name, path in (("PORTBELL_STATE_DIR", "state"), ("PORTBELL_RUNTIME_DIR", "run"), ("PORTBELL_CONFIG", "config.toml")):
+        monkeypatch.setenv(name, str(tmp_path / path))
+    return tmp_path
+
+
 @pytest.fixture(params=SAMPLERS)
 def sampler(request):
     s = create(request.param)

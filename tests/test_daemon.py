@@ -18,19 +18,6 @@ import pytest
 from conftest import LINUX, wait_for
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    """A private state, runtime and config location for one test, for this process and its children."""
-    env = {
-        "PORTBELL_STATE_DIR": str(tmp_path / "state"),
-        "PORTBELL_RUNTIME_DIR": str(tmp_path / "run"),
-        "PORTBELL_CONFIG": str(tmp_path / "config.toml"),
-    }
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    return tmp_path
-
-
 class DaemonProc:
     """`portbell daemon` as a child; its output goes to files, so a chatty daemon never blocks on a full pipe."""
 

@@ -16,9 +16,8 @@ import psutil
 import pytest
 
 from portbell.daemon.classify import classify
-from portbell.daemon.model import Event, EventKind, Exposure, Listener, Owner, Recorded, Transport, snapshot_of
-from portbell.daemon.rules import Rule, Verdict
-from portbell.daemon.store import Store
+from portbell.daemon.model import Event, EventKind, Listener, Owner, Recorded, Transport
+from portbell.daemon.rules import Rule
 from portbell.tray import alerts, guard, icon, menu, notify
 from portbell.tray.menu import Action, View
 

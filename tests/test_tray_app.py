@@ -25,18 +25,6 @@ from portbell.tray import menu, system
 from portbell.tray.menu import Action
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    env = {
-        "PORTBELL_STATE_DIR": str(tmp_path / "state"),
-        "PORTBELL_RUNTIME_DIR": str(tmp_path / "run"),
-        "PORTBELL_CONFIG": str(tmp_path / "config.toml"),
-    }
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    return tmp_path
-
-
 @pytest.fixture(scope="module")
 def pystray_dummy():
     """pystray with its dummy backend: menus are built, nothing is shown."""

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..daemon import paths
 from ..daemon.session import graphical_session
-from ..daemon.model import EventKind, Listener
+from ..daemon.model import Listener
 from . import guard, icon as icons, menu, system
 from .alerts import Batcher
 from .menu import Action, Item, View

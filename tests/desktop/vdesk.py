@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from conftest import wait_for as poll  # poll with a deadline, never a fixed sleep
+
 # program or module -> the Debian package that brings it (for the skip message)
 PROGRAMS = {
     "Xvfb": "xvfb",
@@ -96,18 +98,6 @@ def missing() -> list[str]:
         if not any(Path(d, f"{typelib}.typelib").exists() for d in ("/usr/lib/x86_64-linux-gnu/girepository-1.0", "/usr/lib/aarch64-linux-gnu/girepository-1.0", "/usr/lib/girepository-1.0", "/usr/lib64/girepository-1.0")):
             out.append(package)
     return out
-
-
-def poll(condition, timeout: float, interval: float = 0.05, what: str = "condition"):
-    """Poll until `condition()` is truthy and return it; AssertionError naming `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
 
 
 def _read_line_from_fd(fd: int, timeout: float, what: str) -> str:
