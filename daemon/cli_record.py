@@ -195,8 +195,8 @@ def cmd_status(args) -> int:
         return 0 if running else 1
     if not running:
         print("The portbell daemon is not running. Start it with `portbell daemon` (or `portbell autostart enable`).")
-        if info:
-            print(f"It last sampled at {info.get('last_sample_at') or 'unknown'} (pid {info.get('pid')}).")
+        if info and info.get("last_sample_at"):
+            print(f"It last sampled {render.since(datetime.fromisoformat(info['last_sample_at']))} (pid {info.get('pid')}).")
         if note:
             print(note)
         return 1

@@ -9,6 +9,7 @@ the database group-readable (the system-wide mode; read in store.py); anything e
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import platformdirs
@@ -30,9 +31,14 @@ def config_file() -> Path:
 
 
 def runtime_dir() -> Path:
+    """Where the lock lives: $XDG_RUNTIME_DIR/portbell on Linux. Without XDG_RUNTIME_DIR (a
+    root shell, cron, ssh without a session) the state dir, private too: platformdirs
+    would warn and fall back to a shared /tmp path."""
     env = os.environ.get("PORTBELL_RUNTIME_DIR")
     if env:
         return Path(env)
+    if sys.platform.startswith("linux") and not os.environ.get("XDG_RUNTIME_DIR"):
+        return state_dir()
     try:
         return Path(platformdirs.user_runtime_dir(APP))
     except Exception:  # some platforms have no runtime dir: the state dir is private too
