@@ -180,6 +180,7 @@ class Daemon:
         self.clock = clock
         self._build_sinks, self._Dispatcher, self._Policy = build, Dispatcher, Policy
         self.dispatcher = Dispatcher(build(config.sinks))
+        self._delivered = self._replay_undelivered()
         self.monitor = Monitor(sampler)
         self.committed = store.recorded()  # what the record says is listening now
         self.monitor.current = self.committed
@@ -220,6 +221,7 @@ class Daemon:
                 for rec in records:
                     self.out(rec)
         self.dispatcher.dispatch(records, snap)  # also on a failed sample: held records are retried
+        self._note_delivered(records)
         self._housekeeping(snap)
         return records
 
@@ -241,6 +243,39 @@ class Daemon:
         now = self.clock()
         decided = [(e, self.policy.decide(e, self.store, now)) for e in poll.events]
         return self.store.record(snap, decided, found_at_start=self.first_poll)
+
+    # -------------------------------------------------------------- sinks after a crash
+
+    def _replay_undelivered(self) -> int:
+        """Records committed but not handed to every sink when the last daemon stopped
+        (kill -9 between the commit and the sinks, or a sink failing at exit) go to the
+        sinks now: at least once, in order. Without sinks, nothing is owed."""
+        last = self._newest = self.store.last_id()
+        marker = self.store.meta("sinks_delivered")
+        if not self.dispatcher.sinks or marker is None or not marker.isdigit():
+            self._set_delivered(last)
+            return last
+        owed = self.store.events(after_id=int(marker))
+        if owed:
+            log.warning("handing %d records the sinks did not get before the last stop to them now", len(owed))
+            self.dispatcher.dispatch(owed, None)
+        return self._set_delivered(self.dispatcher.delivered_through(last))
+
+    def _note_delivered(self, records: list) -> None:
+        if not self.dispatcher.sinks:
+            return
+        if records:
+            self._newest = records[-1].id
+        through = self.dispatcher.delivered_through(self._newest)
+        if through != self._delivered:
+            self._delivered = self._set_delivered(through)
+
+    def _set_delivered(self, record_id: int) -> int:
+        try:
+            self.store.set_meta("sinks_delivered", str(record_id))
+        except (sqlite3.Error, OSError) as err:
+            log.warning("cannot note what the sinks received: %s", err)
+        return record_id
 
     # -------------------------------------------------------------- upkeep
 

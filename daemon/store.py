@@ -302,6 +302,10 @@ class Store:
 
         return _Tx()
 
+    def set_meta(self, key: str, value: str) -> None:
+        with self._transaction():
+            self._put(key, value)
+
     def heartbeat(self, info: dict) -> None:
         with self._transaction():
             self._put("daemon", json.dumps(info))

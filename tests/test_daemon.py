@@ -383,3 +383,30 @@ def test_portbell_alone_runs_the_daemon_or_follows_the_running_one(home, monkeyp
     finally:
         first.terminate()
         assert first.wait(timeout=10) == 0
+
+
+def test_records_a_crash_kept_from_the_sinks_reach_them_at_the_next_start(daemon, home):
+    blocker = home / "out"
+    blocker.write_text("a file where the sink wants a folder: every write fails")
+    target = blocker / "events.jsonl"
+    (home / "config.toml").write_text(f'[sinks.jsonl]\npath = "{target}"\n')
+    d = daemon("--interval", "0.2")
+    sampled_once(home)
+    s = listen("0.0.0.0")
+    port = s.getsockname()[1]
+    wait_for(lambda: recorded(home, port), what="the listener in the record")
+    d.proc.kill()  # the sink still owes it; no chance to say goodbye
+    d.proc.wait()
+    blocker.unlink()
+    blocker.mkdir()
+    d = daemon("--interval", "0.2")
+
+    def delivered():
+        if not target.exists():
+            return None
+        rows = [json.loads(line) for line in target.read_text().splitlines()]
+        return [r for r in rows if r["columns"]["port"] == str(port) and r["action"] == "added"]
+
+    assert len(wait_for(delivered, what="the owed record in the JSON lines file")) == 1
+    s.close()
+    d.stop()

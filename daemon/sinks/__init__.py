@@ -344,6 +344,12 @@ class Dispatcher:
         lane.dropped = 0
         lane.delivered_late = 0
 
+    def delivered_through(self, last_id: int) -> int:
+        """The record id up to which every sink has what it is owed (`last_id`, the newest
+        committed, when nothing is held). The daemon keeps it in the store, so records a
+        crash kept from the sinks are handed over again at the next start."""
+        return min([lane.pending[0].id - 1 for lane in self._lanes if lane.pending] + [last_id])
+
     def status(self) -> list[dict[str, Any]]:
         """Per sink: name, ok, pending, failures (this streak), error, dropped (since start)."""
         return [
