@@ -24,6 +24,8 @@ from portbell.daemon.errors import UsageError
 from portbell.daemon.model import Exposure, Listener, Owner, Transport
 from portbell.daemon.samplers import create
 
+from conftest import NOBODY, as_nobody
+
 # ----------------------------------------------------------------- helpers
 
 
@@ -453,44 +455,6 @@ def test_nearby_ports_are_nearest_first_and_the_higher_one_wins_a_tie():
 
 
 # ------------------------------------------------------- another user's port
-
-
-NOBODY = 65534
-
-
-def as_nobody(work, *, drop: tuple[socket.socket, ...] = ()) -> dict:
-    """Run `work()` in a forked child that became uid/gid nobody; return the dict it produced.
-
-    A fork, not a subprocess: this interpreter may live where nobody cannot
-    read it, so the work runs once here first: every module it imports lazily
-    is loaded before the fork. The child closes its copies of `drop`, so it
-    holds none of the test's sockets.
-    """
-    work()
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        status = 0
-        try:
-            os.close(read_end)
-            for sock in drop:
-                sock.close()
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            out = json.dumps({"ok": work()})
-        except BaseException as err:  # report anything to the parent
-            out, status = json.dumps({"error": f"{type(err).__name__}: {err}"}), 1
-        with os.fdopen(write_end, "w") as f:
-            f.write(out)
-        os._exit(status)
-    os.close(write_end)
-    with os.fdopen(read_end) as f:
-        data = json.loads(f.read() or '{"error": "no answer"}')
-    os.waitpid(pid, 0)
-    if "error" in data:
-        pytest.fail(f"the check as nobody failed: {data['error']}")
-    return data["ok"]
 
 
 @needs_root

@@ -14,7 +14,7 @@ import pytest
 from portbell.daemon.model import Exposure, Key, Transport
 from portbell.daemon.samplers import create
 
-from conftest import LINUX, has_ipv6, is_root, machine_addresses, wait_for
+from conftest import LINUX, as_nobody, has_ipv6, is_root, machine_addresses, wait_for
 
 needs_ipv6 = pytest.mark.skipif(not has_ipv6(), reason="no IPv6 on this machine")
 linux_only = pytest.mark.skipif(not LINUX, reason="sock_diag is Linux only")
@@ -201,39 +201,16 @@ def test_processes_exiting_mid_scan_never_break_a_sample(sampler):
 # ------------------------------------------------------------------ unprivileged view
 
 
-def _sample_as(uid: int, gid: int, name: str) -> dict:
-    """Fork, drop to another user, sample there, and send back the snapshot as JSON."""
-    import json
-
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never return into pytest
-        code = 1
-        try:
-            os.close(read)
-            os.setgid(gid)
-            os.setuid(uid)
-            with create(name) as s:
-                os.write(write, json.dumps(s.sample().to_dict()).encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write)
-    with os.fdopen(read, "rb") as f:
-        data = f.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    return json.loads(data)
-
-
 @pytest.mark.skipif(not (LINUX and is_root()), reason="needs root to drop to another user")
 def test_unprivileged_view_reports_unknown_owner_with_the_sockets_uid(sockets):
     """Sampled as nobody: root's socket has no visible pid but keeps uid 0, and the view is partial."""
-    import pwd
-
     s = sockets(address="127.0.0.1")
-    nobody = pwd.getpwnam("nobody")
-    doc = _sample_as(nobody.pw_uid, nobody.pw_gid, "sockdiag")
+
+    def sample():
+        with create("sockdiag") as sampler:
+            return sampler.sample().to_dict()
+
+    doc = as_nobody(sample, drop=(s,))
     assert doc["complete"] is False
     li = next(li for li in doc["listeners"] if li["port"] == s.getsockname()[1] and li["transport"] == "tcp")
     assert li["owners"] == [{"pid": None, "name": None, "exe": None, "cmdline": None, "user": "root", "uid": 0, "ppid": None, "started_at": None}]
