@@ -20,6 +20,8 @@ def diff(previous: Snapshot, current: Snapshot) -> list[Event]:
 
 
 def diff_listeners(before: Listeners, after: Listeners, at) -> list[Event]:
+    if before is after:  # a sampler hands back the same map when nothing changed: no work
+        return []
     events: list[Event] = []
     for key, now in after.items():
         was = before.get(key)
