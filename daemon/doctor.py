@@ -478,32 +478,25 @@ def _family_mismatch(target: Target, serving: dict[str, list[Listener]]) -> list
             who = "which browsers and Node 17+ try first"
         elif target.localhost:
             who = "which many clients try first"
-        elif first == 6:
-            who = "which clients try first"
         else:
-            who = "which clients try when IPv4 fails"
-        sentence = (
-            f"It listens on {_join(by_family[4])} only (IPv4), while `{name}` also means {_join(by_family[6])}, {who}: "
-            f"a client that does not fall back to IPv4 {fails}."
-        )
-        fix = f"{verb} {good_addr} instead of {name}{url}, or make the server listen on {bad_addr} as well"
-        return [Finding(Code.IPV4_ONLY, sentence, fix)]
-    if target.localhost:
-        resolver = target.resolver
-        if resolver and parse_address(resolver[0]).version == 4:
-            who = f"which older clients try first, and this machine's resolver gives {resolver[0]} first (hosts file)"
-        else:
-            who = "which older clients (and many command-line tools) try first"
-    elif first == 4:
-        who = "which clients try first"
+            who = "which clients try first" if first == 6 else "which clients try when IPv4 fails"
+        shown, more = good_addr, f"make the server listen on {bad_addr} as well"
     else:
-        who = "which clients try when IPv6 fails"
+        resolver = target.resolver
+        if target.localhost and resolver and parse_address(resolver[0]).version == 4:
+            who = f"which older clients try first, and this machine's resolver gives {resolver[0]} first (hosts file)"
+        elif target.localhost:
+            who = "which older clients (and many command-line tools) try first"
+        else:
+            who = "which clients try first" if first == 4 else "which clients try when IPv6 fails"
+        shown, more = f"[{good_addr}]", f"start the server with --host {bad_addr} (or make it listen on {bad_addr} as well)"
+    family = f"IPv{good}"
     sentence = (
-        f"It listens on {_join(by_family[6])} only (IPv6), while `{name}` also means {_join(by_family[4])}, {who}: "
-        f"a client that does not fall back to IPv6 {fails}."
+        f"It listens on {_join(by_family[good])} only ({family}), while `{name}` also means {_join(by_family[bad])}, {who}: "
+        f"a client that does not fall back to {family} {fails}."
     )
-    fix = f"{verb} [{good_addr}] instead of {name}{url}, or start the server with --host {bad_addr} (or make it listen on {bad_addr} as well)"
-    return [Finding(Code.IPV6_ONLY, sentence, fix)]
+    fix = f"{verb} {shown} instead of {name}{url}, or {more}"
+    return [Finding(Code.IPV4_ONLY if good == 4 else Code.IPV6_ONLY, sentence, fix)]
 
 
 def _exposure(target: Target, winners: list[Listener], firewall: Firewall | None) -> list[Finding]:
