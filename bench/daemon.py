@@ -38,7 +38,7 @@ import helpers
 import report
 import scales
 from measure import percentile
-from run import _stop_on_signal, machine, progress, sockdiag_probe
+from run import _stop_on_signal, busyness, machine, progress
 
 RESULTS = Path(__file__).resolve().parent / "results" / "daemon.json"
 
@@ -695,8 +695,7 @@ def run(args: argparse.Namespace) -> dict:
     plan = QUICK if args.quick else FULL
     started_at = datetime.now(timezone.utc)
     started = time.monotonic()
-    load_before = os.getloadavg()[0]
-    listeners_before = len(sockdiag_probe())
+    before = busyness()
     root = Path(tempfile.mkdtemp(prefix="portbell-bench-daemon-"))
     doc: dict = {"cpu": {}, "memory": {}}
     errors: dict[str, str] = {}
@@ -727,9 +726,7 @@ def run(args: argparse.Namespace) -> dict:
         "mode": "quick" if args.quick else "full",
         "plan": asdict(plan),
         "machine": {
-            **machine(),
-            "loadavg_1min": {"start": load_before, "end": os.getloadavg()[0]},
-            "listeners": {"start": listeners_before, "end": len(sockdiag_probe())},
+            **machine(before),
             "other_portbell_daemons": other_portbell_daemons(_daemon_groups),
         },
         "cpu": windows,

@@ -155,7 +155,14 @@ def measure_scale(name: str, sockdiag: SockDiagSampler, portable: PsutilSampler,
     return result
 
 
-def machine() -> dict:
+def busyness() -> tuple[float, int]:
+    """The 1-minute load average and the listener count: other work on the machine skews the numbers."""
+    return os.getloadavg()[0], len(sockdiag_probe())
+
+
+def machine(before: tuple[float, int]) -> dict:
+    """The machine, and how busy it was at the start (`before`, from busyness()) and now."""
+    (load_start, listeners_start), (load_end, listeners_end) = before, busyness()
     info = {
         "kernel": platform.release(),
         "cpus": os.cpu_count(),
@@ -165,6 +172,8 @@ def machine() -> dict:
         "processes": len(psutil.pids()),
     }
     info["summary"] = f"Linux {info['kernel']}, {info['cpus']} CPUs, Python {info['python']}, psutil {info['psutil']}"
+    info["loadavg_1min"] = {"start": load_start, "end": load_end}
+    info["listeners"] = {"start": listeners_start, "end": listeners_end}
     return info
 
 
@@ -194,8 +203,7 @@ def run(args: argparse.Namespace) -> dict:
     plan = QUICK if args.quick else FULL
     started_at = datetime.now(timezone.utc)
     started = time.monotonic()
-    load_before = os.getloadavg()[0]  # other work on the machine skews the numbers: say so
-    listeners_before = len(sockdiag_probe())
+    before = busyness()
     results: dict[str, dict] = {}
     errors: dict[str, str] = {}
     sockdiag, portable = SockDiagSampler(), PsutilSampler()
@@ -217,11 +225,7 @@ def run(args: argparse.Namespace) -> dict:
         "started_at": started_at.isoformat(),
         "mode": "quick" if args.quick else "full",
         "plan": asdict(plan),
-        "machine": {
-            **machine(),
-            "loadavg_1min": {"start": load_before, "end": os.getloadavg()[0]},
-            "listeners": {"start": listeners_before, "end": len(sockdiag_probe())},
-        },
+        "machine": machine(before),
         "scales": results,
         "errors": errors,
         "targets": report.targets(results, [s for s in args.scales if s in results]),
