@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -22,19 +23,11 @@ from .service import Monitor, Poll, run
 
 log = logging.getLogger("portbell")
 
-def partial_note() -> str:
-    """Why the view is partial, in the words that fit who is asking."""
-    import os
-
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        return (
-            "note: partial view: some processes hide their descriptors even from root "
-            "(a container or another user namespace); their sockets show no process."
-        )
-    return "note: partial view: sockets of other users show no process. Run as root (or that user) to see every owner."
-
-
 # ----------------------------------------------------------------- helpers
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 def _sampler(args):
@@ -85,7 +78,7 @@ def cmd_ls(args) -> int:
     else:
         print("Nothing listens" + (" on the network." if args.exposed else "."))
     if not snap.complete:
-        print(partial_note(), file=sys.stderr)
+        print(f"note: partial view: {render.partial_view(_is_root())}", file=sys.stderr)
     return 0
 
 
@@ -143,7 +136,7 @@ def cmd_who(args) -> int:
                 connections = None
             print("\n".join(doctor.ephemeral_lines(about, connections)))
         if not snap.complete:
-            print(partial_note(), file=sys.stderr)
+            print(f"note: partial view: {render.partial_view(_is_root())}", file=sys.stderr)
         return 1
     from . import samplers
 

@@ -206,7 +206,7 @@ def cmd_status(args) -> int:
         print(f"  since        {render.since(started)}")
         last = info.get("last_sample_at")
         print(f"  last sample  {render.since(datetime.fromisoformat(last)) if last else 'none yet'} (every {info.get('interval_s'):g}s, heartbeat every 15s)")
-        view = "complete" if info.get("complete") else "partial: some sockets' processes are hidden from it (run it as root, or see README: Limits)"
+        view = "complete" if info.get("complete") else "partial: " + render.partial_view(bool(info.get("root")))
         print(f"  sampler      {info.get('sampler')}, view {view}")
         if info.get("failures"):
             print(f"  failing      the last {info['failures']} samples failed")

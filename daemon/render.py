@@ -57,6 +57,16 @@ def listeners_table(listeners: Iterable[Listener]) -> str:
     return table([listener_row(li) for li in listeners], COLUMNS)
 
 
+def partial_view(as_root: bool) -> str:
+    """Why some listeners show no process, for a view taken as root or as a user."""
+    if as_root:
+        return (
+            "some processes hide their descriptors even from root (a container or another user "
+            "namespace); their sockets show no process."
+        )
+    return "sockets of other users show no process. Run as root (or that user) to see every owner."
+
+
 def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 

@@ -314,6 +314,7 @@ class Daemon:
             "heartbeat_at": self.clock().isoformat(),
             "sampler": current.sampler if current else None,
             "complete": current.complete if current else None,
+            "root": hasattr(os, "geteuid") and os.geteuid() == 0,
             "interval_s": self.config.interval_s,
             "failures": self.monitor.failures,
             "config": str(self.config_path) if self.config_path else None,
