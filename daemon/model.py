@@ -75,10 +75,6 @@ class Owner:
     user: str | None = field(default=None, compare=False)
     ppid: int | None = field(default=None, compare=False)
 
-    @property
-    def known(self) -> bool:
-        return self.pid is not None
-
     def label(self) -> str:
         """`python3 (4242)`, or `uid 0 (root)` for an owner the view cannot see."""
         if self.pid is None:

@@ -18,9 +18,6 @@ from pathlib import Path
 
 log = logging.getLogger("portbell.tray")
 
-LINUXLIKE = not (sys.platform == "darwin" or sys.platform == "win32")
-
-
 class Unavailable(Exception):
     """No program for this here; the message says what to install."""
 

@@ -74,9 +74,5 @@ class OwnerReader:
         self._cache[pid] = owner
         return owner
 
-    def forget(self, pids) -> None:
-        for pid in pids:
-            self._cache.pop(pid, None)
-
     def __len__(self) -> int:
         return len(self._cache)
