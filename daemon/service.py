@@ -22,8 +22,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
+from . import __version__
+from .config import ConfigError, load
 from .errors import PortbellError, SampleError
 from .model import Event, EventKind, Snapshot
+from .rules import Policy, Verdict
+from .sinks import Dispatcher, build
 from .snapshot import diff
 
 log = logging.getLogger("portbell")
@@ -169,16 +173,12 @@ class Daemon:
     """One poll: sample, diff against what is committed, decide, commit, then hand to the sinks."""
 
     def __init__(self, *, store, sampler, config, config_path: Path | None, out: Callable | None = None, clock=utcnow) -> None:
-        from .rules import Policy
-        from .sinks import Dispatcher, build
-
         self.store = store
         self.sampler = sampler
         self.config = config
         self.config_path = config_path
         self.out = out
         self.clock = clock
-        self._build_sinks, self._Dispatcher, self._Policy = build, Dispatcher, Policy
         self.dispatcher = Dispatcher(build(config.sinks))
         self._delivered = self._replay_undelivered()
         self.monitor = Monitor(sampler)
@@ -226,13 +226,9 @@ class Daemon:
         return records
 
     def _commit(self, poll: Poll) -> list:
-        from .rules import Verdict
-
         snap = poll.snapshot
         if poll.baseline:
             if self.committed is None:  # the very first start: a silent baseline of opened events
-                from .model import Event
-
                 events = [(Event(EventKind.OPENED, snap.taken_at, li), Verdict(False, "baseline: listening when portbell first started")) for li in snap.sorted()]
                 return self.store.record(snap, events, baseline=True)
             self.store.rebaseline(snap)  # coverage changed: new truth, no news
@@ -303,8 +299,6 @@ class Daemon:
             self._watchdog_at = mono + self.watchdog_s
 
     def _heartbeat(self, snap: Snapshot | None) -> None:
-        from . import __version__
-
         current = snap or self.committed
         info = {
             "pid": os.getpid(),
@@ -347,11 +341,9 @@ class Daemon:
             decisions = self.store.decisions()
             if decisions != self._decisions:
                 self._decisions = decisions
-                self.policy = self._Policy(self.config.rules + decisions, self.config.notify_loopback)
+                self.policy = Policy(self.config.rules + decisions, self.config.notify_loopback)
 
     def reload(self) -> bool:
-        from .config import ConfigError, load
-
         if self.config_path is None:
             return False
         try:
@@ -361,10 +353,10 @@ class Daemon:
             return False
         old = self.config
         self.config = config
-        self.policy = self._Policy(config.rules + self._decisions, config.notify_loopback)
+        self.policy = Policy(config.rules + self._decisions, config.notify_loopback)
         if config.sinks != old.sinks:
             self.dispatcher.close()
-            self.dispatcher = self._Dispatcher(self._build_sinks(config.sinks))
+            self.dispatcher = Dispatcher(build(config.sinks))
         log.warning("configuration reloaded from %s", self.config_path)
         return True
 
