@@ -33,7 +33,7 @@ from .model import (
     iso,
     parse_iso,
 )
-from .rules import Rule, Verdict, program_of
+from .rules import Rule, Verdict, is_random_port, program_of
 
 APPLICATION_ID = 0x70626C6C  # "pbll": marks the file as portbell's
 SCHEMA = 1
@@ -277,8 +277,6 @@ class Store:
         self.conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO UPDATE SET value = excluded.value", (key, value))
 
     def _remember(self, li: Listener, now: float) -> None:
-        from .rules import is_random_port
-
         program = program_of(li)
         self.conn.execute(
             "INSERT INTO seen_keys VALUES (?,?,?,?,?,?) ON CONFLICT DO UPDATE SET last_seen = excluded.last_seen",
