@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from helpers import Helper
 from measure import timed
 from portbell.daemon.model import Key, Snapshot, Transport
+from portbell.daemon.words import owners_tag
 
 LOOPBACK = "127.0.0.1"
 SETTLE_SAMPLES = 3  # enough to absorb the previous repetition's teardown
@@ -62,7 +63,7 @@ def _owned_by(snapshot: Snapshot, port: int, pid: int) -> tuple[bool, str]:
     if listener is None:
         return False, "not in the snapshot"
     if pid not in listener.pids:
-        return False, f"attributed to {listener.owner_label()}"
+        return False, f"attributed to {owners_tag(listener)}"
     return True, ""
 
 

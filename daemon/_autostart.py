@@ -21,22 +21,13 @@ from pathlib import Path, PurePath
 from typing import Callable, Sequence
 from xml.sax.saxutils import escape
 
-from .errors import PortbellError
+from .errors import AutostartError
 
 MARK = "written by portbell autostart"
 _UNSEALED = "0" * 16
 _SEAL = re.compile(re.escape(MARK) + r" \[seal ([0-9a-f]{16})\]")
 TEMPLATES = "portbell.packaging"
 Runner = Callable[..., subprocess.CompletedProcess]
-
-
-class AutostartError(PortbellError):
-    """An entry could not be written or removed. `done`: what was changed before the refusal."""
-
-    def __init__(self, message: str, *, path: PurePath | None = None, done: Sequence[PurePath] = ()) -> None:
-        super().__init__(message)
-        self.path = path
-        self.done = list(done)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,8 @@ import sys
 import threading
 from typing import Sequence
 
-from . import __version__, cli_record, doctor, ports, render
-from .classify import parse_address, serves, split_endpoint
+from . import __version__, cli_record, doctor, ports, words
+from .addresses import parse_address, parse_endpoint, serves
 from .errors import PortbellError, SampleError, UsageError
 from .model import SCHEMA_VERSION, Snapshot, Transport
 from .service import Monitor, Poll, run
@@ -74,11 +74,11 @@ def cmd_ls(args) -> int:
         _print_json({"version": SCHEMA_VERSION, "complete": snap.complete, "listeners": [li.to_dict() for li in listeners]})
         return 0
     if listeners:
-        print(render.listeners_table(listeners))
+        print(words.listeners_table(listeners))
     else:
         print("Nothing listens" + (" on the network." if args.exposed else "."))
     if not snap.complete:
-        print(f"note: partial view: {render.partial_view(_is_root())}", file=sys.stderr)
+        print(f"note: partial view: {words.partial_view(_is_root())}", file=sys.stderr)
     return 0
 
 
@@ -88,16 +88,10 @@ def cmd_ls(args) -> int:
 def parse_target(text: str) -> tuple[frozenset[str] | None, int]:
     """`8000`, `127.0.0.1:8000`, `[::1]:8000`, `localhost:8000` -> (addresses or None, port)."""
     try:
-        host, port_text = split_endpoint(text)
+        host, port = parse_endpoint(text)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise UsageError(f"{text!r}: the port must be a number from 0 to 65535") from None
-    if not 0 <= port <= 65535:
-        raise UsageError(f"{text!r}: the port must be a number from 0 to 65535")
-    if host is None or host == "":
+    if host is None:
         return None, port
     if host.lower() == "localhost":
         return frozenset({"127.0.0.1", "::1"}), port
@@ -136,7 +130,7 @@ def cmd_who(args) -> int:
                 connections = None
             print("\n".join(doctor.ephemeral_lines(about, connections)))
         if not snap.complete:
-            print(f"note: partial view: {render.partial_view(_is_root())}", file=sys.stderr)
+            print(f"note: partial view: {words.partial_view(_is_root())}", file=sys.stderr)
         return 1
     from . import samplers
 
@@ -145,7 +139,7 @@ def cmd_who(args) -> int:
         print(f"{li.transport} {li.endpoint}  {li.exposure}{dual}")
         for owner in li.owners:
             parent = samplers.process(owner.ppid) if owner.ppid else None
-            print("\n".join(render.owner_block(owner, parent, snap.complete)))
+            print("\n".join(words.owner_block(owner, parent, snap.complete)))
     print(about.describe())
     return 0
 
@@ -181,7 +175,7 @@ def cmd_watch(args) -> int:
             if args.json:
                 _print_json(event.to_dict())
             else:
-                print(render.event_line(event), flush=True)
+                print(words.event_line(event), flush=True)
 
     try:
         run(monitor, args.interval, stop, handle)

@@ -15,8 +15,9 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import paths, render
+from . import paths, words
 from .errors import PortbellError, UsageError
+from .addresses import parse_port
 from .model import SCHEMA_VERSION, Exposure, Transport, iso
 from .when import parse_duration, parse_since
 
@@ -42,17 +43,6 @@ def _config_path(args) -> Path:
 # ------------------------------------------------------------------ daemon
 
 
-def record_line(rec) -> str:
-    line = render.event_line(rec.event)
-    if rec.alert:
-        line += f"  ! {rec.reason}"
-    elif rec.baseline:
-        line += "  (baseline)"
-    elif rec.found_at_start:
-        line += "  (found at start)"
-    return line
-
-
 def cmd_daemon(args) -> int:
     from . import config as configmod
     from . import samplers
@@ -71,7 +61,7 @@ def cmd_daemon(args) -> int:
         sampler, skipped = samplers.open_sampler(prefer)
         for reason in skipped:
             log.warning("sampler unavailable, falling back: %s", reason)
-        out = None if args.quiet else (lambda rec: print(record_line(rec), flush=True))
+        out = None if args.quiet else (lambda rec: print(words.record_line(rec), flush=True))
         if args.json:
             out = lambda rec: print(json.dumps(rec.to_dict()), flush=True)  # noqa: E731
         daemon = Daemon(store=store, sampler=sampler, config=config, config_path=path, out=out)
@@ -132,7 +122,7 @@ def cmd_events(args) -> int:
 
 
 def _print_record(rec, as_json: bool) -> None:
-    print(json.dumps(rec.to_dict()) if as_json else record_line(rec), flush=True)
+    print(json.dumps(rec.to_dict()) if as_json else words.record_line(rec), flush=True)
 
 
 def cmd_history(args) -> int:
@@ -162,11 +152,11 @@ def cmd_history(args) -> int:
         return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
     rows = [
-        [str(h.listener.transport), h.listener.endpoint, ", ".join(o.label() for o in h.listener.owners),
+        [str(h.listener.transport), h.listener.endpoint, ", ".join(words.owner_tag(o) for o in h.listener.owners),
          when(h.opened_at, False), when(h.closed_at, True)]
         for h in holdings
     ]
-    print(render.table(rows, ["PROTO", "ADDRESS", "OWNER", "FROM", "TO"]))
+    print(words.table(rows, ["PROTO", "ADDRESS", "OWNER", "FROM", "TO"]))
     return 0
 
 
@@ -196,24 +186,24 @@ def cmd_status(args) -> int:
     if not running:
         print("The portbell daemon is not running. Start it with `portbell daemon` (or `portbell autostart enable`).")
         if info and info.get("last_sample_at"):
-            print(f"It last sampled {render.since(datetime.fromisoformat(info['last_sample_at']))} (pid {info.get('pid')}).")
+            print(f"It last sampled {words.since(datetime.fromisoformat(info['last_sample_at']))} (pid {info.get('pid')}).")
         if note:
             print(note)
         return 1
     print(f"The portbell daemon is running: pid {pid}.")
     if info and info.get("pid") == pid:
         started = datetime.fromisoformat(info["started_at"])
-        print(f"  since        {render.since(started)}")
+        print(f"  since        {words.since(started)}")
         last = info.get("last_sample_at")
-        print(f"  last sample  {render.since(datetime.fromisoformat(last)) if last else 'none yet'} (every {info.get('interval_s'):g}s, heartbeat every 15s)")
-        view = "complete" if info.get("complete") else "partial: " + render.partial_view(bool(info.get("root")))
+        print(f"  last sample  {words.since(datetime.fromisoformat(last)) if last else 'none yet'} (every {info.get('interval_s'):g}s, heartbeat every 15s)")
+        view = "complete" if info.get("complete") else "partial: " + words.partial_view(bool(info.get("root")))
         print(f"  sampler      {info.get('sampler')}, view {view}")
         if info.get("failures"):
             print(f"  failing      the last {info['failures']} samples failed")
     if counts:
         print(
-            f"  record       {render.plural(counts['listeners'], 'listener')} now, {render.plural(counts['events'], 'event')}, "
-            f"{render.plural(counts['alerts'], 'alert')} ({paths.database()})"
+            f"  record       {words.plural(counts['listeners'], 'listener')} now, {words.plural(counts['events'], 'event')}, "
+            f"{words.plural(counts['alerts'], 'alert')} ({paths.database()})"
         )
     return 0
 
@@ -222,7 +212,7 @@ def cmd_status(args) -> int:
 
 
 def _rule_from_args(args, action: str):
-    from .config import parse_ports
+    from .addresses import parse_ports
     from .rules import Rule
 
     program, ports = args.program, None
@@ -347,9 +337,10 @@ def seconds(low: float, high: float):
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0-65535)")
-    return int(text)
+    try:
+        return parse_port(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def add_parsers(sub) -> None:

@@ -37,7 +37,8 @@ from datetime import date, datetime, time, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import UsageError
+from .addresses import parse_ports
+from .errors import ConfigError
 from .model import Exposure, Transport
 from .rules import ACTIONS, LOOPBACK_POLICIES, Rule
 
@@ -82,14 +83,6 @@ class Problem:
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else str(self.file)
         return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
-
-
-class ConfigError(UsageError):
-    """Bad configuration: exit 2, every problem listed."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        super().__init__("\n".join(map(str, problems)))
-        self.problems = problems
 
 
 # ------------------------------------------------------------------ loading
@@ -227,22 +220,6 @@ class _Checker:
             user=user,
             until=until,
         )
-
-
-def parse_ports(value: Any) -> tuple[int, int]:
-    """22, "22", or "8000-8100" -> an inclusive range."""
-    if isinstance(value, bool):
-        raise ValueError("must be a port (0-65535) or a range like \"8000-8100\"")
-    if isinstance(value, int):
-        low = high = value
-    elif isinstance(value, str) and re.fullmatch(r"\s*\d+\s*(-\s*\d+\s*)?", value):
-        low_text, _, high_text = value.partition("-")
-        low, high = int(low_text), int(high_text or low_text)
-    else:
-        raise ValueError(f"must be a port (0-65535) or a range like \"8000-8100\", not {value!r}")
-    if not (0 <= low <= high <= 65535):
-        raise ValueError(f"must be a port (0-65535) or a range like \"8000-8100\" with low <= high, not {value!r}")
-    return low, high
 
 
 def _as_utc(value: Any) -> datetime | None:

@@ -82,12 +82,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any, Callable, Iterable, Sequence
-from urllib.parse import urlsplit
 
-from . import ports, render
-from .classify import parse_address, serves, split_endpoint
+from . import ports, words
+from .addresses import parse_address, parse_endpoint, serves
 from .errors import UsageError
-from .model import SCHEMA_VERSION, Exposure, Listener, Transport, endpoint
+from .model import SCHEMA_VERSION, Exposure, Listener, Transport, endpoint, order
 
 LOCALHOST = ("::1", "127.0.0.1")  # the order browsers and Node 17+ try
 NEARBY = 10  # how far "nearby" reaches, in ports
@@ -225,28 +224,8 @@ def _host_for_url(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
 
-def _owner_text(li: Listener) -> str:
-    if not li.owners:
-        return "an unknown process"
-    o = li.owners[0]
-    if o.pid is None:
-        who = o.user or (f"uid {o.uid}" if o.uid is not None else "an unknown user")
-        text = f"a process of {who} that this view cannot see"
-    else:
-        text = f"{o.name or '?'} (pid {o.pid})"
-    return text if len(li.owners) == 1 else f"{text} and {len(li.owners) - 1} more"
-
-
 def _bound(li: Listener) -> str:
-    dual = ", also serving IPv4" if li.dual_stack else ""
-    return f"{li.endpoint}{dual}, by {_owner_text(li)}"
-
-
-def _join(items: Sequence[str], word: str = "and") -> str:
-    items = list(items)
-    if len(items) <= 1:
-        return "".join(items)
-    return ", ".join(items[:-1]) + f" {word} " + items[-1]
+    return f"{words.endpoint_phrase(li)}, by {words.owners_phrase(li)}"
 
 
 def _firewall_clause(fw: Firewall | None) -> str:
@@ -254,7 +233,7 @@ def _firewall_clause(fw: Firewall | None) -> str:
         return "the firewall was not checked"
     if not fw.tools:
         return f"no firewall tool ({', '.join(FIREWALL_TOOLS)}) is installed here, so most likely nothing filters inbound traffic"
-    tools = _join(fw.tools)
+    tools = words.join(fw.tools)
     are = "are" if len(fw.tools) > 1 else "is"
     how = f" ({fw.detail})" if fw.detail else ""
     if fw.filters_inbound is True:
@@ -295,7 +274,7 @@ def diagnose(
     """
     now = now or datetime.now(timezone.utc)
     port, asked = target.port, target.transport
-    everything = sorted(listeners, key=lambda li: (li.port, li.transport, li.family, li.address))
+    everything = sorted(listeners, key=order)
     on_port = tuple(li for li in everything if li.port == port)
     same = [li for li in on_port if li.transport is asked]
     other = [li for li in on_port if li.transport is not asked]
@@ -315,7 +294,7 @@ def diagnose(
     else:
         ok = {a: bool(serving[a]) for a in target.addresses}
     reachable = any(ok.values())
-    names = _join(target.addresses, "or")
+    names = words.join(target.addresses, "or")
     rerun = command_line or f"portbell doctor {target.name}"
 
     if not same:
@@ -383,7 +362,7 @@ def diagnose(
                     findings.append(
                         Finding(
                             Code.CONNECT_FAILED,
-                            f"{endpoint(a, port)} is served by {_owner_text(w)} (bound to {w.endpoint}), "
+                            f"{endpoint(a, port)} is served by {words.owners_phrase(w)} (bound to {w.endpoint}), "
                             f"yet the connection {what}: the server is not accepting "
                             "(stuck, or its backlog is full), or a firewall rule on this machine stops it.",
                             "look at the server's log or restart it; check the firewall's rules for the loopback "
@@ -415,7 +394,7 @@ def diagnose(
         findings.append(
             Finding(
                 Code.NOT_THIS_MACHINE,
-                f"{target.host} also resolves to {_join(target.not_local)}, which "
+                f"{target.host} also resolves to {words.join(target.not_local)}, which "
                 f"{'is not an address' if len(target.not_local) == 1 else 'are not addresses'} of this machine: doctor did not try "
                 f"{'it' if len(target.not_local) == 1 else 'them'}.",
                 "run `portbell doctor` on the machine that has that address",
@@ -448,8 +427,8 @@ def _history(asked: Transport, port: int, last_holder: LastHolder | None, now: d
         fix = "start the server again, and look at its log for why it stopped"
     return Finding(
         Code.LAST_LISTENER,
-        f"The last listener on {asked} port {port} was {_owner_text(li)} on {li.endpoint}; "
-        f"it stopped at {render.since(closed_at, now)}.",
+        f"The last listener on {asked} port {port} was {words.owners_phrase(li)} on {li.endpoint}; "
+        f"it stopped at {words.since(closed_at, now)}.",
         fix,
     )
 
@@ -492,7 +471,7 @@ def _family_mismatch(target: Target, serving: dict[str, list[Listener]]) -> list
         shown, more = f"[{good_addr}]", f"start the server with --host {bad_addr} (or make it listen on {bad_addr} as well)"
     family = f"IPv{good}"
     sentence = (
-        f"It listens on {_join(by_family[good])} only ({family}), while `{name}` also means {_join(by_family[bad])}, {who}: "
+        f"It listens on {words.join(by_family[good])} only ({family}), while `{name}` also means {words.join(by_family[bad])}, {who}: "
         f"a client that does not fall back to {family} {fails}."
     )
     fix = f"{verb} {shown} instead of {name}{url}, or {more}"
@@ -506,7 +485,7 @@ def _exposure(target: Target, winners: list[Listener], firewall: Firewall | None
         out.append(
             Finding(
                 Code.LOOPBACK_ONLY,
-                f"It listens on loopback only ({_join([li.endpoint for li in winners])}): programs on this machine "
+                f"It listens on loopback only ({words.join([li.endpoint for li in winners])}): programs on this machine "
                 "can connect, other machines cannot.",
                 "start the server with --host 0.0.0.0 (and open the firewall) if other machines should reach it",
             )
@@ -514,7 +493,7 @@ def _exposure(target: Target, winners: list[Listener], firewall: Firewall | None
         return out
     wide = [li for li in winners if li.exposure is Exposure.ALL_INTERFACES]
     if wide:
-        bound = _join([li.endpoint + (", also serving IPv4" if li.dual_stack else "") for li in wide])
+        bound = words.join([words.endpoint_phrase(li) for li in wide])
         out.append(
             Finding(
                 Code.ALL_INTERFACES,
@@ -588,13 +567,13 @@ def _nearby(listeners: Sequence[Listener], asked: Transport, port: int) -> Findi
     parts = []
     for p in closest:
         li = near[p][0]
-        parts.append(f"{p} ({_owner_text(li)}, on {_join([x.address for x in near[p]])})")
+        parts.append(f"{p} ({words.owners_phrase(li)}, on {words.join([x.address for x in near[p]])})")
     best = closest[0]
     best_li = near[best][0]
     host = "localhost" if best_li.exposure is Exposure.LOOPBACK or parse_address(best_li.address).is_unspecified else _host_for_url(best_li.address)
     return Finding(
         Code.NEARBY_PORT,
-        f"Nothing serves {asked} port {port} here, but {'nearby ports do' if len(closest) > 1 else 'a nearby port does'}: {_join(parts)}.",
+        f"Nothing serves {asked} port {port} here, but {'nearby ports do' if len(closest) > 1 else 'a nearby port does'}: {words.join(parts)}.",
         f"did you mean {host}:{best}? A dev server moves to the next free port when its usual one is taken: check its start-up output",
     )
 
@@ -674,7 +653,7 @@ def ephemeral_lines(info: ports.PortInfo, connections: Sequence[Any] | None) -> 
         for c in connections:
             who = f"{c.name or '?'} ({c.pid})" if c.pid is not None else "?"
             rows.append([c.transport, endpoint(c.local_address, c.local_port), "->", endpoint(c.remote_address, c.remote_port), c.status, who])
-        lines.extend("  " + line for line in render.table(rows, ["PROTO", "LOCAL", "", "REMOTE", "STATE", "PROCESS"]).splitlines())
+        lines.extend("  " + line for line in words.table(rows, ["PROTO", "LOCAL", "", "REMOTE", "STATE", "PROCESS"]).splitlines())
     return lines
 
 
@@ -856,30 +835,13 @@ def _detect_macos(which, run) -> Firewall:
 
 
 def parse_target(text: str) -> tuple[str, int]:
-    """`3000`, `localhost:3000`, `[::1]:3000`, `host:3000`, `http://localhost:3000/x` -> (host, port)."""
-    raw = text.strip()
-    if "://" in raw:
-        try:
-            parts = urlsplit(raw)
-            port = parts.port
-        except ValueError as err:
-            raise UsageError(f"{text!r}: {err}") from None
-        if not parts.hostname:
-            raise UsageError(f"{text!r}: the URL has no host")
-        if port is None:
-            port = {"http": 80, "https": 443, "ws": 80, "wss": 443}.get(parts.scheme.lower())
-        if port is None:
-            raise UsageError(f"{text!r}: give the port, e.g. {parts.scheme}://{parts.netloc}:8080")
-        return parts.hostname, port
+    """`3000`, `localhost:3000`, `[::1]:3000`, `host:3000`, `http://localhost:3000/x` -> (host, port);
+    no host means localhost."""
     try:
-        host, port_text = split_endpoint(raw)
+        host, port = parse_endpoint(text, urls=True)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise UsageError(f"{text!r}: the port must be a number from 1 to 65535")
-    if not host:
-        host = "localhost"
-    return host, int(port_text)
+    return host or "localhost", port
 
 
 def add_parser(sub) -> None:
@@ -997,7 +959,7 @@ def report(d: Diagnosis) -> str:
     t = d.target
     lines = []
     if t.localhost:
-        head = f"{t.name} ({t.transport}); {t.host} means {_join(t.addresses)}, whatever the hosts file says"
+        head = f"{t.name} ({t.transport}); {t.host} means {words.join(t.addresses)}, whatever the hosts file says"
         if t.resolver:
             head += f" (this machine's resolver: {', '.join(t.resolver)})"
         lines.append(head + ":")
@@ -1020,5 +982,5 @@ def report(d: Diagnosis) -> str:
     if d.listeners:
         lines.append("")
         lines.append(f"Listening on port {t.port}:")
-        lines.extend("  " + line for line in render.listeners_table(d.listeners).splitlines())
+        lines.extend("  " + line for line in words.listeners_table(d.listeners).splitlines())
     return "\n".join(lines)

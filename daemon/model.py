@@ -1,4 +1,4 @@
-"""The values everyone shares. Imports: the standard library only.
+"""The values everyone shares: transports, exposure, owners, listeners, snapshots, events. Stdlib only.
 
 A listener is identified by its key (transport, local address, port); the
 processes that hold it are attributes. Owners compare by identity (pid, create
@@ -75,13 +75,6 @@ class Owner:
     user: str | None = field(default=None, compare=False)
     ppid: int | None = field(default=None, compare=False)
 
-    def label(self) -> str:
-        """`python3 (4242)`, or `uid 0 (root)` for an owner the view cannot see."""
-        if self.pid is None:
-            who = self.user or (f"uid {self.uid}" if self.uid is not None else "unknown")
-            return f"? ({who})"
-        return f"{self.name or '?'} ({self.pid})"
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "pid": self.pid,
@@ -155,12 +148,6 @@ class Listener:
     def pids(self) -> tuple[int, ...]:
         return tuple(o.pid for o in self.owners if o.pid is not None)
 
-    def owner_label(self) -> str:
-        if not self.owners:
-            return "?"
-        first = self.owners[0].label()
-        return first if len(self.owners) == 1 else f"{first} +{len(self.owners) - 1}"
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "transport": str(self.transport),
@@ -205,7 +192,7 @@ class Snapshot:
         return (self.sampler, self.complete)
 
     def sorted(self) -> list[Listener]:
-        return sorted(self.listeners.values(), key=lambda li: (li.port, li.transport, li.address))
+        return sorted(self.listeners.values(), key=order)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -213,6 +200,11 @@ class Snapshot:
             "complete": self.complete,
             "listeners": [li.to_dict() for li in self.sorted()],
         }
+
+
+def order(li: Listener) -> tuple:
+    """The one order listeners are shown and diffed in: by port, transport, family, address."""
+    return (li.port, str(li.transport), li.family, li.address)
 
 
 def snapshot_of(listeners, taken_at: datetime, **kw: Any) -> Snapshot:

@@ -1,4 +1,4 @@
-"""Trust, mute, and whether an event should alert. Pure. Imports: daemon.model, daemon.ports.
+"""Trust, mute, and whether an event should alert. Pure.
 
 A rule matches a listener when every field it sets matches (fields left None
 match anything). `trust` says "this is expected": never alert. `mute` says
@@ -93,6 +93,16 @@ class Rule:
         return f"{label} ({self.action} {what})"
 
 
+def deciding_rule(rules, listener: Listener, now: datetime) -> Rule | None:
+    """The rule that decides for a listener: the first matching trust, else the first matching mute.
+    Trust wins: a trusted listener is not merely muted. The policy and the tray's marks both ask this."""
+    for action in ACTIONS:
+        for rule in rules:
+            if rule.action == action and rule.matches(listener, now):
+                return rule
+    return None
+
+
 def program_of(listener: Listener) -> str:
     """The program a listener belongs to, for the novelty memory: exe path, else name, else uid."""
     for owner in listener.owners:
@@ -138,10 +148,9 @@ class Policy:
         li = event.listener
         if event.kind is EventKind.CLOSED:
             return Verdict(False, "closed events never alert")
-        for action in ACTIONS:  # trust first: a trusted listener is not merely muted
-            for rule in self.rules:
-                if rule.action == action and rule.matches(li, now):
-                    return Verdict(False, f"{'trusted' if action == 'trust' else 'muted'} by {rule.describe()}")
+        rule = deciding_rule(self.rules, li, now)
+        if rule is not None:
+            return Verdict(False, f"{'trusted' if rule.action == 'trust' else 'muted'} by {rule.describe()}")
         if event.kind is EventKind.CHANGED:
             return self._changed(event)
         return self._opened(li, memory)

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Callable
 
 from . import __version__
-from .config import ConfigError, load
-from .errors import PortbellError, SampleError
+from .config import load
+from .errors import AlreadyRunning, ConfigError, SampleError
 from .model import Event, EventKind, Snapshot
 from .rules import Policy, Verdict
 from .sinks import Dispatcher, build
@@ -87,14 +87,6 @@ PRUNE_S = 3600.0
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-class AlreadyRunning(PortbellError):
-    def __init__(self, pid: int | None, path: Path) -> None:
-        who = f"pid {pid}" if pid else "another process"
-        super().__init__(f"portbell daemon is already running ({who} holds {path})")
-        self.pid = pid
-        self.path = path
 
 
 class InstanceLock:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-from .model import Event, EventKind, Key, Listener, Snapshot, sort_owners
+from .model import Event, EventKind, Key, Listener, Snapshot, order, sort_owners
 
 Listeners = Mapping[Key, Listener]
 
@@ -32,7 +32,7 @@ def diff_listeners(before: Listeners, after: Listeners, at) -> list[Event]:
     for key, was in before.items():
         if key not in after:
             events.append(Event(EventKind.CLOSED, at, was))
-    events.sort(key=lambda e: (e.key.port, e.key.transport, e.key.address))
+    events.sort(key=lambda e: order(e.listener))
     return events
 
 

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .errors import PortbellError
+from .errors import ForeignFile, StoreError
 from .model import (
     Event,
     EventKind,
@@ -73,12 +73,6 @@ MIGRATIONS: dict[int, str] = {
 }
 
 
-class StoreError(PortbellError):
-    def __init__(self, message: str, *, path: Path | None = None) -> None:
-        super().__init__(message)
-        self.path = path
-
-
 def _ts(moment: datetime) -> float:
     return moment.timestamp()
 
@@ -120,13 +114,13 @@ class Store:
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
                 if version < SCHEMA:  # empty, or older: only the writer creates and migrates
                     raise StoreError(f"no history yet at {path}: start `portbell daemon` to keep one", path=path)
-            except (sqlite3.DatabaseError, _Foreign) as err:
+            except (sqlite3.DatabaseError, ForeignFile) as err:
                 raise StoreError(f"{path} is not a usable portbell database ({err})", path=path) from err
             return cls(conn, path, True)
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             return cls._open_writer(path)
-        except _Foreign as err:
+        except ForeignFile as err:
             aside = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
             for suffix in ("", "-wal", "-shm"):
                 src = Path(str(path) + suffix)
@@ -155,7 +149,7 @@ class Store:
             cls._check(conn, path)
             cls._migrate(conn)
         except sqlite3.DatabaseError as err:
-            raise _Foreign(str(err)) from err
+            raise ForeignFile(str(err)) from err
         return cls(conn, path, False)
 
     @staticmethod
@@ -166,7 +160,7 @@ class Store:
         if app == 0 and version == 0 and tables == 0:
             return  # empty: a new database
         if app != APPLICATION_ID:
-            raise _Foreign(f"application id {app:#x} is not portbell's")
+            raise ForeignFile(f"application id {app:#x} is not portbell's")
         if version > SCHEMA:
             raise StoreError(
                 f"{path} was written by a newer portbell (schema {version}, this one knows {SCHEMA}); "
@@ -174,7 +168,7 @@ class Store:
                 path=path,
             )
         if conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
-            raise _Foreign("integrity check failed")
+            raise ForeignFile("integrity check failed")
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
@@ -469,10 +463,6 @@ class Store:
             )
             for rid, action, program, low, high, exposures, transport, user, until, pid, started_at, source in rows
         )
-
-
-class _Foreign(Exception):
-    """The file is not a usable portbell database."""
 
 
 def _statements(script: str) -> Iterable[str]:

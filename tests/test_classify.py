@@ -1,6 +1,6 @@
 import pytest
 
-from portbell.daemon.classify import classify, is_dual_stack
+from portbell.daemon.addresses import classify, is_dual_stack
 from portbell.daemon.model import Exposure
 
 L, N, A, P = Exposure.LOOPBACK, Exposure.LOCAL_NETWORK, Exposure.ALL_INTERFACES, Exposure.PUBLIC

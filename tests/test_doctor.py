@@ -266,7 +266,7 @@ def test_dual_stack_wildcard_listener_says_other_machines_can_reach_it(stack):
     assert results(data) == {"::1": "accepted", "127.0.0.1": "accepted"}
     wide = finding(data, "all-interfaces")
     assert "other machines can reach it" in wide["sentence"]
-    assert "also serving IPv4" in wide["sentence"]
+    assert "also serves IPv4" in wide["sentence"]
     assert "firewall" in wide["sentence"]
     assert "--host 127.0.0.1" in wide["fix"]
     assert not {"loopback-only", "ipv4-only", "ipv6-only"} & set(codes(data))

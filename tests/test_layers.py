@@ -50,7 +50,7 @@ ALL = list(modules())
 PURE = {
     "portbell.daemon.model": (),
     "portbell.daemon.errors": (),
-    "portbell.daemon.classify": ("portbell.daemon.model",),
+    "portbell.daemon.addresses": ("portbell.daemon.model",),
     "portbell.daemon.snapshot": ("portbell.daemon.model",),
     "portbell.daemon.render": ("portbell.daemon.model", "portbell.daemon.ports"),
     "portbell.daemon.ports": (),

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from portbell.daemon.classify import classify
+from portbell.daemon.addresses import classify
 from portbell.daemon.model import Event, EventKind, Exposure, Listener, Owner, Transport, snapshot_of
 from portbell.daemon.rules import Policy, Rule, Verdict
 from portbell.daemon.store import Store

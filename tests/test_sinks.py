@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from portbell.daemon import sinks
-from portbell.daemon.classify import classify
+from portbell.daemon.addresses import classify
 from portbell.daemon.model import Event, EventKind, Listener, Owner, Recorded, Transport, snapshot_of
 from portbell.daemon.sinks import Dispatcher, SinkError
 from portbell.daemon.sinks._common import sentence

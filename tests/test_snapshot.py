@@ -3,7 +3,7 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from portbell.daemon.classify import classify
+from portbell.daemon.addresses import classify
 from portbell.daemon.model import EventKind, Listener, Owner, Snapshot, Transport, snapshot_of
 from portbell.daemon.snapshot import apply, diff, merge
 

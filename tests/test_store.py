@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from portbell.daemon.classify import classify
+from portbell.daemon.addresses import classify
 from portbell.daemon.model import Event, EventKind, Key, Listener, Owner, Transport, snapshot_of
 from portbell.daemon.rules import Rule, Verdict
 from portbell.daemon.store import SCHEMA, Store, StoreError

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 import psutil
 import pytest
 
-from portbell.daemon.classify import classify
+from portbell.daemon.addresses import classify
 from portbell.daemon.model import Event, EventKind, Listener, Owner, Recorded, Transport
 from portbell.daemon.rules import Rule
 from portbell.tray import alerts, guard, icon, menu, notify
@@ -98,7 +98,7 @@ EXPECTED_MENU = """
           Stop python3 (pid 4242) now
 # This machine only
   5432 tcp  postgres (900)  127.0.0.1 >
-    # loopback: this machine only
+    # loopback: on this machine only
     # postgres, pid 900, user postgres
     # exe /usr/lib/postgresql/15/bin/postgres
     # command postgres
@@ -361,7 +361,7 @@ def test_nothing_is_queued_while_paused():
 def test_one_notification_names_program_pid_address_and_exposure():
     n = alerts.notice([rec(1, 8000, pid=4242, cmd=("python3", "app.py"))])
     assert n.title == "New listener on port 8000: reachable from other machines"
-    assert n.body == "python3 (pid 4242) is now listening on 0.0.0.0:8000 (tcp), reachable from your network (all interfaces).\npython3 app.py"
+    assert n.body == "python3 (pid 4242) is now listening on 0.0.0.0:8000 (tcp), reachable from other machines.\npython3 app.py"
     assert n.exposed
 
 

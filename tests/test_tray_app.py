@@ -16,7 +16,7 @@ import pytest
 from portbell.daemon.session import graphical_session
 
 from conftest import wait_for
-from portbell.daemon.classify import classify
+from portbell.daemon.addresses import classify
 from portbell.daemon.model import Event, EventKind, Listener, Owner, Transport, snapshot_of
 from portbell.daemon.rules import Verdict
 from portbell.daemon.service import InstanceLock

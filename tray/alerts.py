@@ -1,4 +1,4 @@
-"""Which alerts become notifications, and their words. Pure. Imports: daemon.model, daemon.rules.
+"""Which alerts become notifications, and their words. Pure.
 
 The daemon decides what is worth an alert (Recorded.alert); the tray decides
 how to tell: alerts arriving within `coalesce_s` of the first one become one
@@ -17,26 +17,13 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, replace
 
-from ..daemon.model import EventKind, Exposure, Key, Recorded
+from ..daemon import words
+from ..daemon.model import EventKind, Key, Recorded
 from ..daemon.rules import program_of
 
 MAX_LINES = 6  # listeners listed in one coalesced notification
 MAX_NAMES = 4  # programs named in a coalesced notification's first line
 
-REACH = {
-    Exposure.LOOPBACK: "this machine only",
-    Exposure.LOCAL_NETWORK: "reachable from the local network",
-    Exposure.ALL_INTERFACES: "reachable from your network (all interfaces)",
-    Exposure.PUBLIC: "reachable from the internet (public address)",
-}
-
-
-SHORT_REACH = {
-    Exposure.LOOPBACK: "on this machine only",
-    Exposure.LOCAL_NETWORK: "reachable from the local network",
-    Exposure.ALL_INTERFACES: "reachable from other machines",
-    Exposure.PUBLIC: "reachable from the internet",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,24 +105,11 @@ def _merge(waiting: Recorded, newer: Recorded) -> Recorded:
     return newer
 
 
-def _name(rec: Recorded) -> str:
-    names = [o.name for o in rec.event.listener.owners if o.name]
-    return names[0] if names else "an unknown process"
-
-
 def _who(rec: Recorded) -> str:
+    """The first owner whose process is visible, else the first one: `python3 (pid 4242)`, `a process of root`."""
     li = rec.event.listener
-    owner = next((o for o in li.owners if o.pid is not None), None)
-    if owner is None:
-        user = next((o.user or (f"uid {o.uid}" if o.uid is not None else None) for o in li.owners), None)
-        return f"a process of {user}" if user else "an unknown process"
-    return f"{owner.name or '?'} (pid {owner.pid})"
-
-
-def _reach(rec: Recorded) -> str:
-    li = rec.event.listener
-    text = REACH[li.exposure]
-    return text + ", IPv4 too" if li.dual_stack else text
+    owner = next((o for o in li.owners if o.pid is not None), li.owners[0] if li.owners else None)
+    return words.owner_phrase(owner) if owner is not None else "an unknown process"
 
 
 def notice(records: list[Recorded]) -> Notice:
@@ -145,14 +119,14 @@ def notice(records: list[Recorded]) -> Notice:
         rec = records[0]
         li, ev = rec.event.listener, rec.event
         if ev.kind is EventKind.CHANGED and ev.previous is not None and ev.previous.exposure is not li.exposure:
-            title = f"Port {li.port} is now {SHORT_REACH[li.exposure]}"
-            body = f"{_who(rec)} on {li.endpoint} ({li.transport}) is now {_reach(rec)}; was {REACH[ev.previous.exposure]}."
+            title = f"Port {li.port} is now {words.REACH[li.exposure]}"
+            body = f"{_who(rec)} on {li.endpoint} ({li.transport}) is now {words.reach(li)}; was {words.REACH[ev.previous.exposure]}."
         elif ev.kind is EventKind.CHANGED:
             title = f"Port {li.port}: another program listens" + (": reachable from other machines" if li.exposure.exposed else "")
-            body = f"{_who(rec)} now listens on {li.endpoint} ({li.transport}), {_reach(rec)}."
+            body = f"{_who(rec)} now listens on {li.endpoint} ({li.transport}), {words.reach(li)}."
         else:
             title = f"New listener on port {li.port}" + (": reachable from other machines" if li.exposure.exposed else "")
-            body = f"{_who(rec)} is now listening on {li.endpoint} ({li.transport}), {_reach(rec)}."
+            body = f"{_who(rec)} is now listening on {li.endpoint} ({li.transport}), {words.reach(li)}."
         cmd = next((o.cmdline for o in li.owners if o.cmdline), None)
         if cmd:
             command = " ".join(cmd)
@@ -160,7 +134,7 @@ def notice(records: list[Recorded]) -> Notice:
         return Notice(title, body, keys, exposed)
     # the most exposed first: they are the news that matters
     records = sorted(records, key=lambda r: (-r.event.listener.exposure.rank, r.id))
-    counts = Counter(_name(r) for r in records)
+    counts = Counter(words.first_name(r.event.listener) or "an unknown process" for r in records)
     names = [f"{name} x{n}" if n > 1 else name for name, n in counts.most_common(MAX_NAMES)]
     if len(counts) > MAX_NAMES:
         names.append(f"{len(counts) - MAX_NAMES} more programs")

@@ -471,19 +471,13 @@ class TrayApp:
     # -------------------------------------------------------------- files to open
 
     def write_recent_events(self) -> Path:
-        from ..daemon import render
+        from ..daemon import words
 
         path = paths.state_dir() / "recent-events.txt"
         store = self.record.store
         records = store.events(limit=RECENT_EVENTS) if store is not None else []
-        lines = [f"portbell: the last {len(records)} events, newest last (written {render.clock(self.now())}).", ""]
-        for rec in records:
-            line = render.event_line(rec.event)
-            if rec.alert:
-                line += f"  ! {rec.reason}"
-            elif rec.baseline:
-                line += "  (baseline)"
-            lines.append(line)
+        lines = [f"portbell: the last {len(records)} events, newest last (written {words.clock(self.now())}).", ""]
+        lines += [words.record_line(rec) for rec in records]
         if not records:
             lines.append("No events recorded yet.")
         lines += ["", "More: portbell events --since 1d   (portbell events --help)"]
@@ -491,13 +485,13 @@ class TrayApp:
         return path
 
     def write_listeners(self) -> Path:
-        from ..daemon import render
+        from ..daemon import words
 
         path = paths.state_dir() / "listeners.txt"
         r = self.record.reading
         listeners = r.listeners if r else ()
-        text = render.listeners_table(listeners) if listeners else "Nothing listens."
-        _write_atomic(path, f"portbell: {len(listeners)} listeners (written {render.clock(self.now())}).\n\n{text}\n")
+        text = words.listeners_table(listeners) if listeners else "Nothing listens."
+        _write_atomic(path, f"portbell: {len(listeners)} listeners (written {words.clock(self.now())}).\n\n{text}\n")
         return path
 
 

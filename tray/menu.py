@@ -1,4 +1,4 @@
-"""The tray's menu, tooltip and icon state as plain data. Pure. Imports: daemon.model, daemon.rules.
+"""The tray's menu, tooltip and icon state as plain data. Pure.
 
 `build(view, now)` turns a View (what the tray knows) into a tuple of Items;
 tray/app.py turns Items into pystray objects in one place and swaps the menu
@@ -15,8 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Mapping
 
-from ..daemon.model import Exposure, Key, Listener, Owner, Transport
-from ..daemon.rules import Rule
+from ..daemon import words
+from ..daemon.model import Key, Listener, Owner, Transport
+from ..daemon.model import order as model_order
+from ..daemon.rules import Rule, deciding_rule
+
+MARKS = {"trust": "trusted", "mute": "muted"}  # what a deciding rule makes of a listener in the menu
 
 MAX_PER_SECTION = 15  # listeners shown per section; the rest are behind "N more..."
 MAX_OWNERS = 3  # owners detailed per listener
@@ -24,13 +28,6 @@ MAX_TEXT = 72  # characters of an exe path or command line in a menu label
 
 EXPOSED_TITLE = "Exposed to the network"
 LOOPBACK_TITLE = "This machine only"
-
-EXPOSURE_TEXT = {
-    Exposure.LOOPBACK: "loopback: this machine only",
-    Exposure.LOCAL_NETWORK: "local-network address: reachable from the local network",
-    Exposure.ALL_INTERFACES: "all interfaces: reachable from other machines unless a firewall stops them",
-    Exposure.PUBLIC: "public address: reachable from the internet",
-}
 
 MUTE_CHOICES = (("For 1 hour", "1h"), ("For 8 hours", "8h"), ("Until the process exits", "exit"), ("Always", "always"))
 PAUSE_CHOICES = (("For 1 hour", "1h"), ("Until tomorrow", "tomorrow"))
@@ -92,8 +89,8 @@ class View:
 
 
 def order(listeners) -> tuple[Listener, ...]:
-    """Menu order: by port, then transport, then address."""
-    return tuple(sorted(listeners, key=lambda li: (li.port, str(li.transport), li.address)))
+    """Menu order: the model's one order (by port, transport, family, address)."""
+    return tuple(sorted(listeners, key=model_order))
 
 
 # ------------------------------------------------------------------ short texts
@@ -120,9 +117,9 @@ def summary(view: View) -> str:
 def tooltip(view: View, now: datetime) -> str:
     parts = [summary(view)]
     if view.unseen:
-        parts.append(_plural(view.unseen, "new alert"))
+        parts.append(words.plural(view.unseen, "new alert"))
     if view.paused(now):
-        parts.append(f"notifications paused until {_when(view.paused_until, now)}")
+        parts.append(f"notifications paused until {words.when(view.paused_until, now)}")
     if view.daemon != "running":
         parts.append("the daemon is not running")
     return "portbell: " + "; ".join(parts)
@@ -130,13 +127,8 @@ def tooltip(view: View, now: datetime) -> str:
 
 def listener_label(li: Listener, mark: str | None = None) -> str:
     """`8000 tcp  python3 (4242)  0.0.0.0`, with `(trusted)` or `(muted)` when a rule says so."""
-    text = f"{li.port} {li.transport}  {_short(li.owner_label(), 40)}  {li.address}"
+    text = f"{li.port} {li.transport}  {_short(words.owners_tag(li), 40)}  {li.address}"
     return f"{text}  ({mark})" if mark else text
-
-
-def exposure_text(li: Listener) -> str:
-    text = EXPOSURE_TEXT[li.exposure]
-    return text + " (IPv6 and IPv4)" if li.dual_stack else text
 
 
 def copy_text(li: Listener) -> str:
@@ -160,22 +152,7 @@ def browser_url(li: Listener) -> str | None:
 
 
 def _short(text: str, limit: int = MAX_TEXT) -> str:
-    text = " ".join(text.split())  # no newlines or tabs in a menu label
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def _when(moment: datetime | None, now: datetime) -> str:
-    """09:14 today, else 2026-11-25 09:14 (local time)."""
-    if moment is None:
-        return "?"
-    local = moment.astimezone()
-    if local.date() == now.astimezone().date():
-        return local.strftime("%H:%M")
-    return local.strftime("%Y-%m-%d %H:%M")
+    return words.short(text, limit)  # no newlines or tabs in a menu label
 
 
 # ------------------------------------------------------------------ the menu
@@ -184,11 +161,11 @@ def _when(moment: datetime | None, now: datetime) -> str:
 def build(view: View, now: datetime) -> tuple[Item, ...]:
     items: list[Item] = [label(summary(view))]
     if view.unseen:
-        items.append(Item(f"{_plural(view.unseen, 'new alert')}: mark as seen", Action("seen"), default=True))
+        items.append(Item(f"{words.plural(view.unseen, 'new alert')}: mark as seen", Action("seen"), default=True))
     if view.daemon != "running":
         items.append(Item("The daemon is not running: start it", Action("start-daemon")))
     if view.paused(now):
-        items.append(label(f"Notifications paused until {_when(view.paused_until, now)}"))
+        items.append(label(f"Notifications paused until {words.when(view.paused_until, now)}"))
     if view.record and not view.complete:
         items.append(label("Partial view: other users' processes are hidden"))
     items.append(SEPARATOR)
@@ -268,11 +245,10 @@ def stop_refusal_static(owner: Owner, uid: int | None) -> str | None:
 
 def details(li: Listener, since: datetime | None, now: datetime) -> list[str]:
     """The submenu's information lines: exposure, then per process: who, exe, command line; since when."""
-    lines = [exposure_text(li)]
+    lines = [words.exposure_details(li)]
     for owner in li.owners[:MAX_OWNERS]:
         if owner.pid is None:
-            who = owner.user or (f"uid {owner.uid}" if owner.uid is not None else "an unknown user")
-            lines.append(f"process not visible (socket of {who})")
+            lines.append(f"process not visible (socket of {words.user_of(owner)})")
             continue
         lines.append(f"{_short(owner.name or '?', 40)}, pid {owner.pid}, user {owner.user or owner.uid or '?'}")
         lines.append("exe " + _short(owner.exe or "(not readable)"))
@@ -281,7 +257,7 @@ def details(li: Listener, since: datetime | None, now: datetime) -> list[str]:
         extra = len(li.owners) - MAX_OWNERS
         lines.append(f"and {extra} more process{'es' if extra > 1 else ''}")
     if since is not None:
-        lines.append(f"listening since {_when(since, now)}")
+        lines.append(f"listening since {words.when(since, now)}")
     return lines
 
 
@@ -327,10 +303,9 @@ def marks_for(listeners, rules, now: datetime) -> dict[Key, str]:
     """Which listeners a rule trusts or mutes now (trust wins, as in the policy)."""
     marks: dict[Key, str] = {}
     for li in listeners:
-        for action, word in (("trust", "trusted"), ("mute", "muted")):
-            if any(r.action == action and r.matches(li, now) for r in rules):
-                marks[li.key] = word
-                break
+        rule = deciding_rule(rules, li, now)
+        if rule is not None:
+            marks[li.key] = MARKS[rule.action]
     return marks
 
 

@@ -16,11 +16,9 @@ import sys
 import webbrowser
 from pathlib import Path
 
+from ..daemon.errors import Unavailable
+
 log = logging.getLogger("portbell.tray")
-
-class Unavailable(Exception):
-    """No program for this here; the message says what to install."""
-
 
 class Children:
     """Programs started detached, remembered so they are reaped once they exit."""

@@ -20,7 +20,7 @@ from typing import Callable, Iterable
 
 import psutil
 
-from ..classify import classify
+from ..addresses import classify
 from ..errors import SampleError
 from ..model import Listener, Owner, Snapshot, Transport, sort_owners
 from ..snapshot import merge

@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Callable
 
-from ..classify import classify, is_dual_stack
+from ..addresses import classify, is_dual_stack
 from ..errors import SampleError
 from ..model import Listener, Owner, Snapshot, Transport, sort_owners
 from ..snapshot import merge
