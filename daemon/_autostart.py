@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 from xml.sax.saxutils import escape
 
 from .errors import AutostartError
+from .paths import write_atomic
 
 MARK = "written by portbell autostart"
 _UNSEALED = "0" * 16
@@ -194,14 +195,10 @@ def read_file(path: Path) -> str | None:
 
 def write_file(path: Path, content: str) -> None:
     """Atomically: a crash leaves the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.portbell-tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(content, encoding="utf-8")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        write_atomic(path, content, 0o644)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise AutostartError(f"cannot write {path}: {err.strerror or err}", path=path) from err
 
 

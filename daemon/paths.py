@@ -1,4 +1,4 @@
-"""Where portbell keeps its files. Imports: platformdirs.
+"""Where portbell keeps its files, and the one way it writes a whole file (atomically).
 
 Each directory can be moved with an environment variable, which the tests and
 the system-wide mode use: PORTBELL_STATE_DIR (the database), PORTBELL_CONFIG
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import platformdirs
@@ -53,3 +54,27 @@ def private_dir(path: Path) -> Path:
     """Create a directory readable by its owner only (an existing one keeps its mode)."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
+
+
+def write_atomic(path: Path, text: str, mode: int = 0o600, *, fsync: bool = False) -> None:
+    """Replace `path` with `text` in one step: a crash leaves the old file or the new one, never half.
+
+    The new file is created beside the target with O_EXCL (never through a link) and gets `mode`
+    before it is renamed over the target; a symlink at the target is replaced, never followed.
+    Raises OSError; callers say what it means for them."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            if hasattr(os, "fchmod"):
+                os.fchmod(out.fileno(), mode)
+            if fsync:
+                out.flush()
+                os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -20,11 +20,11 @@ import json
 import logging
 import os
 import sqlite3
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
+from ..daemon import paths
 from ..daemon.model import Key, Listener, Recorded, iso, parse_iso
 from ..daemon.rules import Rule
 from ..daemon.store import Store, StoreError
@@ -66,17 +66,7 @@ class TrayState:
         data["paused_until"] = iso(self.paused_until)
         data = {"version": STATE_VERSION, **data}
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tray-", suffix=".json", dir=path.parent)  # mode 0600
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        paths.write_atomic(path, json.dumps(data))
 
 
 def _int_or_none(value) -> int | None:

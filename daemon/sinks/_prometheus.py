@@ -31,12 +31,12 @@ returns without formatting anything.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
 
 from ..model import EventKind, Exposure, Recorded, Snapshot, Transport
+from ..paths import write_atomic
 from ._common import SinkError
 
 FILE_MODE = 0o644
@@ -72,22 +72,9 @@ class PrometheusSink:
         self._written = state
 
     def _write(self, text: str) -> None:
-        folder = self.path.parent
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".portbell-", suffix=".tmp", dir=folder)
+            write_atomic(self.path, text, FILE_MODE)
         except OSError as err:
-            raise SinkError(f"cannot write in {folder}: {err.strerror or err}", sink=self.name, path=str(self.path)) from err
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(text)
-                if hasattr(os, "fchmod"):  # mkstemp made it 0600
-                    os.fchmod(out.fileno(), FILE_MODE)
-            os.replace(tmp, self.path)
-        except OSError as err:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
             raise SinkError(f"cannot write {self.path}: {err.strerror or err}", sink=self.name, path=str(self.path)) from err
 
     def close(self) -> None:
