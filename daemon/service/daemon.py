@@ -1,84 +1,27 @@
-"""The poll loop. Compose layer: the Monitor (a sampler and the pure diff) and the
-Daemon (the Monitor, the store, the policy, the sinks, the configuration).
-Imports: the model, snapshot, store, config, rules, sinks; the sampler is passed in.
-
-Baseline rules (PRODUCT.md, Vocabulary):
-- the first good sample is a baseline: recorded, not reported;
-- a change of coverage (sampler, complete/partial view) re-baselines silently;
-- a failed sample is not an empty one: the last good snapshot stays, so the
-  next good sample is compared with it and nothing is reported closed.
-"""
+"""The daemon: one poll samples, diffs against what is committed, decides, commits, then hands the
+records to the sinks; around it the heartbeat, reloads, retention and systemd's watchdog."""
 
 from __future__ import annotations
 
 import logging
 import os
-import socket
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
-from . import __version__
-from .config import load
-from .errors import AlreadyRunning, ConfigError, SampleError
-from .model import Event, EventKind, Snapshot
-from .rules import Policy, Verdict
-from .sinks import Dispatcher, build
-from .snapshot import diff
+from .. import __version__
+from ..config import load
+from ..errors import ConfigError
+from ..model import Event, EventKind, Snapshot
+from ..rules import Policy, Verdict
+from ..sinks import Dispatcher, build
+from .monitor import Monitor, Poll
+from .notify import sd_notify
 
 log = logging.getLogger("portbell")
-
-
-@dataclass(frozen=True, slots=True)
-class Poll:
-    snapshot: Snapshot | None  # None when the sample failed
-    events: list[Event] = field(default_factory=list)
-    baseline: bool = False  # this snapshot starts a new baseline: nothing to report
-    error: str | None = None
-
-
-class Monitor:
-    def __init__(self, sampler) -> None:
-        self.sampler = sampler
-        self.current: Snapshot | None = None
-        self.failures = 0
-
-    def poll(self) -> Poll:
-        try:
-            snap = self.sampler.sample()
-        except SampleError as err:
-            self.failures += 1
-            if self.failures == 1 or self.failures % 60 == 0:
-                log.warning("sample failed (%d in a row), keeping the last good one: %s", self.failures, err)
-            return Poll(None, error=str(err))
-        if self.failures:
-            log.info("sampling works again after %d failures", self.failures)
-            self.failures = 0
-        previous, self.current = self.current, snap
-        if previous is None:
-            return Poll(snap, baseline=True)
-        if previous.coverage != snap.coverage:
-            log.info("view changed from %s to %s: new baseline", previous.coverage, snap.coverage)
-            return Poll(snap, baseline=True)
-        return Poll(snap, diff(previous, snap))
-
-
-def run(monitor: Monitor, interval_s: float, stop: threading.Event, handle: Callable[[Poll], None]) -> None:
-    """Poll every `interval_s` seconds until `stop` is set; the wait wakes at once when it is."""
-    while not stop.is_set():
-        handle(monitor.poll())
-        stop.wait(interval_s)
-
-
-
-
-# ---------------------------------------------------------------------------
-# The daemon
-# ---------------------------------------------------------------------------
 
 HEARTBEAT_S = 15.0  # how often the record learns the daemon is alive when nothing happens
 CONFIG_CHECK_S = 5.0  # how often the config file's stamp is looked at (SIGHUP reloads at once)
@@ -87,78 +30,6 @@ PRUNE_S = 3600.0
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-class InstanceLock:
-    """One daemon per user: an exclusive lock on a file in the runtime dir, holding the pid."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fd: int | None = None
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # 0644: it holds only a pid, and in the system-wide mode the tray and `status` of
-        # other users read it to find the daemon (the user mode's runtime dir is 0700).
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        if not _try_lock(fd):
-            os.close(fd)
-            raise AlreadyRunning(self.holder(self.path), self.path)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self.fd = fd
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing drops the lock
-            self.fd = None
-
-    @staticmethod
-    def holder(path: Path) -> int | None:
-        """The pid of the running daemon, or None when the lock is free."""
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            return None
-        try:
-            if _try_lock(fd, shared=True):
-                return None
-            text = os.read(fd, 32).decode(errors="replace").strip()
-            return int(text) if text.isdigit() else -1
-        finally:
-            os.close(fd)
-
-
-def _try_lock(fd: int, shared: bool = False) -> bool:
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        import msvcrt
-
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-            return True
-        except OSError:
-            return False
-    try:
-        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-        return True
-    except OSError:
-        return False
-
-
-def sd_notify(message: str) -> None:
-    """Tell systemd (Type=notify): a datagram to $NOTIFY_SOCKET; nothing when not under systemd."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
-            s.sendto(message.encode(), address)
-    except OSError as err:
-        log.debug("sd_notify failed: %s", err)
 
 
 class Daemon:
