@@ -1,3 +1,5 @@
+"""`python -m portbell.daemon`: the same as the `portbell` command."""
+
 import sys
 
 from .cli import main

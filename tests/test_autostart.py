@@ -15,7 +15,8 @@ from pathlib import Path, PureWindowsPath
 import pytest
 
 from conftest import portbell
-from portbell.daemon import _autostart, _autostart_linux, _autostart_macos, _autostart_windows, autostart
+from portbell.daemon import autostart
+from portbell.daemon.autostart import _common as _autostart, _linux as _autostart_linux, _macos as _autostart_macos, _windows as _autostart_windows
 from portbell.daemon.autostart import AutostartError
 
 PROGRAM = ("/opt/portbell venv/bin/portbell",)  # a space: quoting is part of what is tested

@@ -107,10 +107,8 @@ def staged(home, monkeypatch):
 
 
 def _store_class():
-    try:
-        from portbell.daemon.record import Store
-    except ImportError:  # the layout before issue 9
-        from portbell.daemon.store import Store
+    from portbell.daemon.record import Store
+
     return Store
 
 

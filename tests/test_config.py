@@ -5,13 +5,18 @@ from __future__ import annotations
 import string
 import subprocess
 import sys
+from functools import partial
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from portbell.daemon.config import Config, ConfigError, load
+from portbell.daemon import config as _config
+from portbell.daemon.config import Config, ConfigError
+from portbell.daemon.sinks import validate
 from portbell.daemon.model import Exposure, Transport
+
+load = partial(_config.load, sinks_check=validate)  # as the daemon and `config check` load it
 
 
 def write(tmp_path, text):

@@ -345,7 +345,7 @@ def test_nothing_listening_without_history_says_start_the_daemon(stack):
 def test_the_command_line_reads_the_last_holder_from_the_daemons_record(stack, tmp_path):
     from portbell.daemon.model import Event, EventKind, snapshot_of
     from portbell.daemon.rules import Verdict
-    from portbell.daemon.store import Store
+    from portbell.daemon.record import Store
 
     port, _neighbour = free_port_with_listening_neighbour(stack)
     closed_at = datetime.now(timezone.utc) - timedelta(hours=2)

@@ -46,24 +46,96 @@ def imports(path: Path, name: str, is_package: bool, top_level_only=False):
 
 ALL = list(modules())
 
-# module -> what it may import besides the standard library (prefixes)
-PURE = {
-    "portbell.daemon.model": (),
-    "portbell.daemon.errors": (),
-    "portbell.daemon.addresses": ("portbell.daemon.model",),
-    "portbell.daemon.snapshot": ("portbell.daemon.model",),
-    "portbell.daemon.render": ("portbell.daemon.model", "portbell.daemon.ports"),
-    "portbell.daemon.ports": (),
-    "portbell.daemon.rules": ("portbell.daemon.model", "portbell.daemon.ports"),
-    "portbell.daemon.when": (),
+D = "portbell.daemon."
+
+# The floors at daemon/'s top, each with the floors it may stand on (besides the standard library).
+FLOORS = {
+    "model": (),
+    "errors": (),
+    "ports": (),
+    "when": (),
+    "session": (),
+    "paths": ("platformdirs",),
+    "addresses": ("model",),
+    "snapshot": ("model",),
+    "rules": ("model", "ports"),
+    "words": ("model", "ports"),
+    "config": ("model", "errors", "addresses", "rules"),
 }
+JOBS = ("samplers", "sinks", "record", "doctor", "autostart")
+TOP = {"__init__", "__main__"}
 
 
-@pytest.mark.parametrize("path,name,pkg", [m for m in ALL if m[1] in PURE], ids=lambda v: getattr(v, "name", v) if isinstance(v, Path) else None)
-def test_pure_and_model_modules_import_only_what_they_declare(path, name, pkg):
+def _allowed(prefixes):
+    return tuple(D + p if not p.startswith("platformdirs") else p for p in prefixes)
+
+
+@pytest.mark.parametrize("floor", sorted(FLOORS))
+def test_each_floor_stands_only_on_the_floors_below_it(floor):
+    name = D + floor
+    path, _, pkg = next(m for m in ALL if m[1] == name)
+    allowed = _allowed(FLOORS[floor])
     for mod, _ in imports(path, name, pkg):
         root = mod.split(".")[0]
-        assert root in STDLIB or mod.startswith(PURE[name]), f"{name} imports {mod}"
+        assert root in STDLIB or mod.startswith(allowed), f"{name} imports {mod}"
+
+
+def test_daemon_keeps_only_its_floors_at_the_top():
+    top = {p.stem for p in (ROOT / "daemon").glob("*.py")} - TOP
+    assert top == set(FLOORS)
+    assert len(top) <= 12
+    folders = {p.name for p in (ROOT / "daemon").iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert folders == {*JOBS, "service", "cli"}
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_a_job_never_reaches_up_into_the_service_or_the_command_line(job):
+    bad = [
+        (name, mod)
+        for path, name, pkg in ALL
+        if name.startswith(D + job)
+        for mod, _ in imports(path, name, pkg)
+        if mod.startswith((D + "service", D + "cli", "portbell.tray"))
+    ]
+    assert bad == []
+
+
+def test_jobs_stay_in_their_rooms():
+    # A job uses the floors, and no other job, with one exception: doctor samples (it opens a sampler
+    # when none is handed to it, as `portbell doctor` does).
+    allowed_sideways = {"doctor": ("samplers",)}
+    bad = []
+    for path, name, pkg in ALL:
+        job = next((j for j in JOBS if name.startswith(D + j)), None)
+        if job is None:
+            continue
+        others = tuple(D + j for j in JOBS if j != job and j not in allowed_sideways.get(job, ()))
+        bad += [(name, mod) for mod, _ in imports(path, name, pkg) if mod.startswith(others)]
+    assert bad == []
+
+
+def test_the_service_never_imports_the_command_line():
+    bad = [(n, m) for path, n, pkg in ALL if n.startswith(D + "service") for m, _ in imports(path, n, pkg) if m.startswith(D + "cli")]
+    assert bad == []
+
+
+def test_no_module_is_two_jobs():
+    big = [(str(path.relative_to(ROOT)), n) for path, _, _ in ALL if (n := len(path.read_text().splitlines())) > 450]
+    assert big == []
+
+
+def test_every_module_says_what_it_is_for():
+    missing = [name for path, name, _ in ALL if not (ast.get_docstring(ast.parse(path.read_text())) or "").strip()]
+    assert missing == []
+
+
+def test_every_exception_class_lives_in_errors():
+    found = []
+    for path, name, _ in ALL:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and any(getattr(b, "id", getattr(b, "attr", "")).endswith(("Error", "Exception")) for b in node.bases):
+                found.append((name, node.name))
+    assert [f for f in found if f[0] != D + "errors"] == []
 
 
 def _owners(third_party: str):
@@ -72,11 +144,12 @@ def _owners(third_party: str):
 
 def test_the_walk_sees_imports_at_every_depth():
     assert ("portbell.daemon.samplers._psutil", "psutil") in _owners("psutil")
-    assert any(n == "portbell.daemon.cli" and m.startswith("portbell.daemon.samplers") for path, n, pkg in ALL for m, _ in imports(path, n, pkg))
+    lazy = [(n, m, top) for path, n, pkg in ALL for m, top in imports(path, n, pkg) if n == "portbell.daemon.cli._args"]
+    assert ("portbell.daemon.cli._args", "portbell.daemon.samplers", False) in lazy
 
 
 def test_psutil_only_in_the_samplers_and_the_trays_stop_action():
-    allowed = ("portbell.daemon.samplers", "portbell.tray.app")
+    allowed = ("portbell.daemon.samplers", "portbell.tray.app", "portbell.tray.process")
     assert [(n, m) for n, m in _owners("psutil") if not n.startswith(allowed)] == []
 
 
@@ -95,8 +168,9 @@ def test_the_daemon_never_imports_the_tray():
     assert [f for f in found if f != lazy_tray_command] == []
 
 
-def test_the_tray_never_imports_samplers():
-    bad = [(name, mod) for path, name, pkg in ALL if name.startswith("portbell.tray") for mod, _ in imports(path, name, pkg) if mod.startswith("portbell.daemon.samplers")]
+def test_the_tray_never_imports_what_samples_or_the_command_line():
+    never = tuple(D + j for j in ("samplers", "sinks", "doctor", "cli"))
+    bad = [(name, mod) for path, name, pkg in ALL if name.startswith("portbell.tray") for mod, _ in imports(path, name, pkg) if mod.startswith(never)]
     assert bad == []
 
 

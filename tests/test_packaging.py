@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import is_root
-from portbell.daemon import _autostart, _autostart_linux, _autostart_macos
+from portbell.daemon.autostart import _common as _autostart, _linux as _autostart_linux, _macos as _autostart_macos
 
 ROOT = Path(__file__).resolve().parent.parent
 LINUX = sys.platform.startswith("linux")
@@ -127,7 +127,7 @@ def test_the_system_unit_runs_as_portbell_with_only_two_capabilities():
 
 
 def test_the_store_is_group_readable_only_when_the_system_mode_asks(tmp_path, monkeypatch):
-    from portbell.daemon.store import Store
+    from portbell.daemon.record import Store
 
     def modes(folder: Path) -> dict[str, int]:
         store = Store.open(folder / "portbell.db")

@@ -9,7 +9,7 @@ import pytest
 from portbell.daemon.addresses import classify
 from portbell.daemon.model import Event, EventKind, Exposure, Listener, Owner, Transport, snapshot_of
 from portbell.daemon.rules import Policy, Rule, Verdict
-from portbell.daemon.store import Store
+from portbell.daemon.record import Store
 
 NOW = datetime(2026, 11, 26, 9, tzinfo=timezone.utc)
 

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from portbell.daemon.addresses import classify
 from portbell.daemon.model import Event, EventKind, Key, Listener, Owner, Transport, snapshot_of
 from portbell.daemon.rules import Rule, Verdict
-from portbell.daemon.store import SCHEMA, Store, StoreError
+from portbell.daemon.errors import StoreError
+from portbell.daemon.record import SCHEMA, Store
 
 T0 = datetime(2026, 11, 26, 9, tzinfo=timezone.utc)
 

@@ -20,7 +20,7 @@ from portbell.daemon.addresses import classify
 from portbell.daemon.model import Event, EventKind, Listener, Owner, Transport, snapshot_of
 from portbell.daemon.rules import Verdict
 from portbell.daemon.service import InstanceLock
-from portbell.daemon.store import Store
+from portbell.daemon.record import Store
 from portbell.tray import menu, system
 from portbell.tray.menu import Action
 

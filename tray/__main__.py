@@ -1,3 +1,5 @@
+"""`python -m portbell.tray`: the tray alone (as `portbell tray`)."""
+
 import sys
 
 from .app import main

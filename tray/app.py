@@ -413,7 +413,7 @@ class TrayApp:
     def _decide(self, verb: str, li: Listener, choice: str, now: datetime) -> None:
         from dataclasses import replace
 
-        from ..daemon.store import Store
+        from ..daemon.record import Store
 
         rule = menu.rule_for(li, verb, choice, now)
         try:

@@ -1,5 +1,4 @@
 """What the tray knows: the daemon's record (read-only) and the tray's own small state file.
-Imports: daemon.store, daemon.model, daemon.rules, daemon.paths.
 
 The record is opened read-only and polled with `PRAGMA data_version`, one
 cheap query a second; only when another connection committed is anything read.
@@ -27,7 +26,8 @@ from pathlib import Path
 from ..daemon import paths
 from ..daemon.model import Key, Listener, Recorded, iso, parse_iso
 from ..daemon.rules import Rule
-from ..daemon.store import Store, StoreError
+from ..daemon.errors import StoreError
+from ..daemon.record import Store
 
 log = logging.getLogger("portbell.tray")
 

@@ -17,7 +17,7 @@ from ..config import load
 from ..errors import ConfigError
 from ..model import Event, EventKind, Snapshot
 from ..rules import Policy, Verdict
-from ..sinks import Dispatcher, build
+from ..sinks import Dispatcher, build, validate
 from .monitor import Monitor, Poll
 from .notify import sd_notify
 
@@ -210,7 +210,7 @@ class Daemon:
         if self.config_path is None:
             return False
         try:
-            config = load(self.config_path)
+            config = load(self.config_path, sinks_check=validate)
         except ConfigError as err:
             log.error("the new configuration is invalid; keeping the previous one:\n%s", err)
             return False

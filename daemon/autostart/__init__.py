@@ -25,8 +25,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from . import _autostart
-from ._autostart import MARK, AutostartError, Spec
+from . import _common
+from ._common import MARK, AutostartError, Spec
 
 __all__ = ["AutostartError", "Entry", "Spec", "WHICH", "disable", "enable", "specs", "status"]
 
@@ -50,12 +50,12 @@ class Entry:
 def _backend():
     """The platform part, chosen once, here: callers never test sys.platform."""
     if sys.platform == "darwin":
-        from . import _autostart_macos as platform
+        from . import _macos as platform
     elif sys.platform == "win32":
-        from . import _autostart_windows as platform
+        from . import _windows as platform
     else:  # Linux, and the BSDs' XDG desktops
-        from . import _autostart_linux as platform
-    return platform.Backend(_autostart.program(gui=platform.GUI))
+        from . import _linux as platform
+    return platform.Backend(_common.program(gui=platform.GUI))
 
 
 def specs(which: str, backend=None) -> list[Spec]:
@@ -70,7 +70,7 @@ def specs(which: str, backend=None) -> list[Spec]:
 def _why_not(spec: Spec, current: str) -> str:
     if spec.kind.endswith("registry value"):
         return f"{spec.location} holds a command that this portbell did not write: {current!r}"
-    if _autostart.has_mark(current):
+    if _common.has_mark(current):
         return f"{spec.location} carries portbell's mark but was edited since portbell wrote it"
     return f"{spec.location} was not written by portbell autostart (it lacks the mark {MARK!r})"
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import sys
 
-from . import autostart
-from .errors import UsageError
+from .. import autostart
+from ..errors import UsageError
 
 
 def _which(args) -> str:

@@ -14,7 +14,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from ._autostart import FileBackend, Runner, Spec, plist_strings, render, run_quietly
+from ._common import FileBackend, Runner, Spec, plist_strings, render, run_quietly
 
 GUI = False
 LABELS = {"daemon": "portbell.daemon", "tray": "portbell.tray"}

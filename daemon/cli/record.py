@@ -1,90 +1,34 @@
-"""Commands around the daemon and its record: daemon, events, history, status,
-trust / mute / forget, config. Entry layer, beside cli.py (which registers these).
-"""
+"""`portbell events`, `history`, `status`, `trust` / `mute` / `forget`: the daemon's record and decisions."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import os
 import signal
 import sys
 import threading
 from dataclasses import replace
 from datetime import datetime, timezone
-from pathlib import Path
 
-from . import paths, words
-from .errors import PortbellError, UsageError
-from .addresses import parse_port
-from .model import SCHEMA_VERSION, Exposure, Transport, iso
-from .when import parse_duration, parse_since
+from .. import paths, words
+from ..errors import PortbellError, UsageError
+from ..model import SCHEMA_VERSION, Exposure, Transport, iso
+from ..when import parse_duration, parse_since
+from ._args import port
 
 log = logging.getLogger("portbell")
 
 
 def _reader():
-    from .store import Store
+    from ..record import Store
 
     return Store.open(paths.database(), readonly=True)
 
 
 def _writer():
-    from .store import Store
+    from ..record import Store
 
     return Store.open(paths.database())
-
-
-def _config_path(args) -> Path:
-    return Path(args.config) if getattr(args, "config", None) else paths.config_file()
-
-
-# ------------------------------------------------------------------ daemon
-
-
-def cmd_daemon(args) -> int:
-    from . import config as configmod
-    from . import samplers
-    from .service import Daemon, InstanceLock, run_daemon
-    from .store import Store
-
-    path = _config_path(args)
-    config = configmod.load(path)  # ConfigError: exit 2 with every problem listed
-    if args.interval is not None:
-        config = replace(config, interval_s=args.interval)
-    lock = InstanceLock(paths.lock_file())
-    lock.acquire()
-    try:
-        store = Store.open(paths.database())
-        prefer = args.sampler or (None if config.sampler == "auto" else config.sampler)
-        sampler, skipped = samplers.open_sampler(prefer)
-        for reason in skipped:
-            log.warning("sampler unavailable, falling back: %s", reason)
-        out = None if args.quiet else (lambda rec: print(words.record_line(rec), flush=True))
-        if args.json:
-            out = lambda rec: print(json.dumps(rec.to_dict()), flush=True)  # noqa: E731
-        daemon = Daemon(store=store, sampler=sampler, config=config, config_path=path, out=out)
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
-        if hasattr(signal, "SIGHUP"):
-            signal.signal(signal.SIGHUP, lambda *_: setattr(daemon, "reload_requested", True))
-        print(
-            f"portbell daemon (pid {os.getpid()}): sampling with {sampler.name} every {config.interval_s:g}s; "
-            f"record {paths.database()}; config {path if path.exists() else '(none: defaults)'}",
-            file=sys.stderr,
-            flush=True,
-        )
-        run_daemon(daemon, stop)
-        sampler.close()
-        store.close()
-    finally:
-        lock.release()
-    return 0
-
-
-# ------------------------------------------------------------------ events / history
 
 
 def cmd_events(args) -> int:
@@ -160,12 +104,9 @@ def cmd_history(args) -> int:
     return 0
 
 
-# ------------------------------------------------------------------ status
-
-
 def cmd_status(args) -> int:
-    from .service import InstanceLock
-    from .store import StoreError
+    from ..service import InstanceLock
+    from ..errors import StoreError
 
     pid = InstanceLock.holder(paths.lock_file())
     info, counts = None, None
@@ -208,12 +149,9 @@ def cmd_status(args) -> int:
     return 0
 
 
-# ------------------------------------------------------------------ decisions
-
-
 def _rule_from_args(args, action: str):
-    from .addresses import parse_ports
-    from .rules import Rule
+    from ..addresses import parse_ports
+    from ..rules import Rule
 
     program, ports = args.program, None
     if args.target:
@@ -234,7 +172,7 @@ def _rule_from_args(args, action: str):
             raise UsageError(f"--for: {err}") from None
     pid = started = None
     if args.until_exit is not None:
-        from . import samplers
+        from .. import samplers
 
         owner = samplers.process(args.until_exit)
         if owner is None:
@@ -300,61 +238,10 @@ def cmd_forget(args) -> int:
     return 0
 
 
-# ------------------------------------------------------------------ config
-
-
-def cmd_config(args) -> int:
-    from . import config as configmod
-
-    path = _config_path(args)
-    if args.action == "path":
-        print(path)
-        return 0
-    config = configmod.load(path)  # ConfigError -> exit 2
-    if args.action == "check":
-        print(f"{path}: OK" if path.exists() else f"{path} does not exist: the defaults apply (that is fine)")
-        return 0
-    print(json.dumps(config.to_dict(), indent=2))
-    return 0
-
-
-# ------------------------------------------------------------------ parsers
-
-
-def seconds(low: float, high: float):
-    """An argparse type: a number of seconds from `low` to `high`."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text} is out of range: use {low:g} to {high:g} seconds")
-        return value
-
-    return parse
-
-
-def _port(text: str) -> int:
-    try:
-        return parse_port(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
 def add_parsers(sub) -> None:
-    p = sub.add_parser("daemon", help="the long-running service (foreground; the service manager supervises it)")
-    p.add_argument("--interval", type=seconds(0.1, 3600), metavar="S", help="seconds between samples (overrides the config)")
-    p.add_argument("--config", metavar="PATH", help="configuration file (default: `portbell config path`)")
-    p.add_argument("--sampler", choices=("sockdiag", "psutil"), help="force a sampler")
-    p.add_argument("--quiet", action="store_true", help="do not print events")
-    p.add_argument("--json", action="store_true", help="print events as JSON lines")
-    p.set_defaults(func=cmd_daemon)
-
     p = sub.add_parser("events", help="the history of listeners opening, closing and changing")
     p.add_argument("--since", metavar="WHEN", help="1h, 2d, or a time like 2026-11-26T09:00")
-    p.add_argument("--port", type=_port)
+    p.add_argument("--port", type=port)
     p.add_argument("--process", metavar="NAME", help="only events of this process name or exe")
     p.add_argument("--alerts", action="store_true", help="only events the policy alerted on")
     p.add_argument("--limit", type=int, metavar="N", help="at most the N newest")
@@ -363,7 +250,7 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=cmd_events)
 
     p = sub.add_parser("history", help="who held a port, from when to when")
-    p.add_argument("port", type=_port)
+    p.add_argument("port", type=port)
     group = p.add_mutually_exclusive_group()
     group.add_argument("--tcp", action="store_true")
     group.add_argument("--udp", action="store_true")
@@ -389,8 +276,3 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("forget", help="remove decisions by id (see `portbell trust`)")
     p.add_argument("ids", type=int, nargs="+", metavar="ID")
     p.set_defaults(func=cmd_forget)
-
-    p = sub.add_parser("config", help="configuration: path, check, show")
-    p.add_argument("action", choices=("path", "check", "show"))
-    p.add_argument("--config", metavar="PATH", help="another file than the default")
-    p.set_defaults(func=cmd_config)

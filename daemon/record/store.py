@@ -1,4 +1,4 @@
-"""The record: one SQLite database in WAL mode. Imports: sqlite3, daemon.model, daemon.rules, daemon.errors.
+"""The record: one SQLite database in WAL mode, read and written through Store.
 
 The daemon is the only writer of listeners and events, one transaction per
 poll, committed before any sink or face sees them. The tray and the command
@@ -12,16 +12,14 @@ aside by the writer, never deleted; a database from a newer portbell is refused.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
-from .errors import ForeignFile, StoreError
-from .model import (
+from ..model import (
     Event,
     EventKind,
     Exposure,
@@ -33,45 +31,8 @@ from .model import (
     iso,
     parse_iso,
 )
-from .rules import Rule, Verdict, is_random_port, program_of
-
-APPLICATION_ID = 0x70626C6C  # "pbll": marks the file as portbell's
-SCHEMA = 1
-
-MIGRATIONS: dict[int, str] = {
-    1: """
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE listeners (
-        transport TEXT NOT NULL, address TEXT NOT NULL, port INTEGER NOT NULL,
-        data TEXT NOT NULL, since REAL NOT NULL,
-        PRIMARY KEY (transport, address, port));
-    CREATE TABLE events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        at REAL NOT NULL, kind TEXT NOT NULL,
-        transport TEXT NOT NULL, address TEXT NOT NULL, port INTEGER NOT NULL,
-        program TEXT NOT NULL, names TEXT NOT NULL,
-        listener TEXT NOT NULL, previous TEXT,
-        alert INTEGER NOT NULL, reason TEXT NOT NULL,
-        baseline INTEGER NOT NULL DEFAULT 0, found_at_start INTEGER NOT NULL DEFAULT 0);
-    CREATE INDEX events_at ON events (at);
-    CREATE INDEX events_port ON events (port, at);
-    CREATE TABLE seen_keys (
-        transport TEXT NOT NULL, address TEXT NOT NULL, port INTEGER NOT NULL, program TEXT NOT NULL,
-        first_seen REAL NOT NULL, last_seen REAL NOT NULL,
-        PRIMARY KEY (transport, address, port, program));
-    CREATE TABLE seen_programs (
-        program TEXT NOT NULL, exposure TEXT NOT NULL, transport TEXT NOT NULL, random_port INTEGER NOT NULL,
-        first_seen REAL NOT NULL, last_seen REAL NOT NULL,
-        PRIMARY KEY (program, exposure, transport, random_port));
-    CREATE TABLE decisions (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        action TEXT NOT NULL CHECK (action IN ('trust', 'mute')),
-        program TEXT, port_low INTEGER, port_high INTEGER, exposures TEXT, transport TEXT, user TEXT,
-        until REAL, pid INTEGER, started_at TEXT,
-        source TEXT NOT NULL, created_at REAL NOT NULL);
-    """,
-}
-
+from ..rules import Rule, Verdict, is_random_port, program_of
+from .schema import connect
 
 def _ts(moment: datetime) -> float:
     return moment.timestamp()
@@ -105,85 +66,7 @@ class Store:
     @classmethod
     def open(cls, path: Path, *, readonly: bool = False) -> Store:
         """Open (the writer creates and migrates; readers never change the file)."""
-        if readonly:
-            if not path.exists():
-                raise StoreError(f"no history yet at {path}: start `portbell daemon` to keep one", path=path)
-            try:
-                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5, isolation_level=None)
-                cls._check(conn, path)
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-                if version < SCHEMA:  # empty, or older: only the writer creates and migrates
-                    raise StoreError(f"no history yet at {path}: start `portbell daemon` to keep one", path=path)
-            except (sqlite3.DatabaseError, ForeignFile) as err:
-                raise StoreError(f"{path} is not a usable portbell database ({err})", path=path) from err
-            return cls(conn, path, True)
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            return cls._open_writer(path)
-        except ForeignFile as err:
-            aside = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
-            for suffix in ("", "-wal", "-shm"):
-                src = Path(str(path) + suffix)
-                if src.exists():
-                    os.replace(src, Path(str(aside) + suffix))
-            import logging
-
-            logging.getLogger("portbell").warning(
-                "%s was not a usable portbell database (%s); moved it to %s and started a new one", path, err, aside
-            )
-            return cls._open_writer(path)
-
-    @classmethod
-    def _open_writer(cls, path: Path) -> Store:
-        # Private from the first byte; 0640 only when asked (PORTBELL_STATE_MODE, the system-wide
-        # mode, whose group reads the record). SQLite gives the -wal and -shm files the same mode.
-        mode = 0o640 if os.environ.get("PORTBELL_STATE_MODE") == "0640" else 0o600
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, mode)
-        os.close(fd)
-        os.chmod(path, mode)
-        try:
-            conn = sqlite3.connect(path, timeout=10, isolation_level=None)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints, never corrupt
-            conn.execute("PRAGMA foreign_keys = ON")
-            cls._check(conn, path)
-            cls._migrate(conn)
-        except sqlite3.DatabaseError as err:
-            raise ForeignFile(str(err)) from err
-        return cls(conn, path, False)
-
-    @staticmethod
-    def _check(conn: sqlite3.Connection, path: Path) -> None:
-        app = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        if app == 0 and version == 0 and tables == 0:
-            return  # empty: a new database
-        if app != APPLICATION_ID:
-            raise ForeignFile(f"application id {app:#x} is not portbell's")
-        if version > SCHEMA:
-            raise StoreError(
-                f"{path} was written by a newer portbell (schema {version}, this one knows {SCHEMA}); "
-                "upgrade portbell or move the file away",
-                path=path,
-            )
-        if conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
-            raise ForeignFile("integrity check failed")
-
-    @staticmethod
-    def _migrate(conn: sqlite3.Connection) -> None:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        for target in sorted(v for v in MIGRATIONS if v > version):
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _statements(MIGRATIONS[target]):
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                conn.execute(f"PRAGMA user_version = {target}")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        return cls(connect(path, readonly=readonly), path, readonly)
 
     def close(self) -> None:
         self.conn.close()
@@ -463,9 +346,3 @@ class Store:
             )
             for rid, action, program, low, high, exposures, transport, user, until, pid, started_at, source in rows
         )
-
-
-def _statements(script: str) -> Iterable[str]:
-    for statement in script.split(";"):
-        if statement.strip():
-            yield statement

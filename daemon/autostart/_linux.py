@@ -16,7 +16,7 @@ from pathlib import Path
 
 import platformdirs
 
-from ._autostart import (
+from ._common import (
     AutostartError,
     FileBackend,
     Runner,

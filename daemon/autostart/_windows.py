@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from pathlib import PureWindowsPath
 
-from ._autostart import AutostartError, Spec, render, windows_command
+from ._common import AutostartError, Spec, render, windows_command
 
 GUI = True
 RUN_KEY = r"Software\Microsoft\Windows\CurrentVersion\Run"

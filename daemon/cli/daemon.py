@@ -1,0 +1,69 @@
+"""`portbell daemon`: the long-running service, in the foreground (the service manager supervises it)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import replace
+
+from .. import paths, words
+from ._args import seconds
+from .config import config_path
+
+log = logging.getLogger("portbell")
+
+
+def cmd_daemon(args) -> int:
+    from .. import config as configmod
+    from ..sinks import validate
+    from .. import samplers
+    from ..service import Daemon, InstanceLock, run_daemon
+    from ..record import Store
+
+    path = config_path(args)
+    config = configmod.load(path, sinks_check=validate)  # ConfigError: exit 2 with every problem listed
+    if args.interval is not None:
+        config = replace(config, interval_s=args.interval)
+    lock = InstanceLock(paths.lock_file())
+    lock.acquire()
+    try:
+        store = Store.open(paths.database())
+        prefer = args.sampler or (None if config.sampler == "auto" else config.sampler)
+        sampler, skipped = samplers.open_sampler(prefer)
+        for reason in skipped:
+            log.warning("sampler unavailable, falling back: %s", reason)
+        out = None if args.quiet else (lambda rec: print(words.record_line(rec), flush=True))
+        if args.json:
+            out = lambda rec: print(json.dumps(rec.to_dict()), flush=True)  # noqa: E731
+        daemon = Daemon(store=store, sampler=sampler, config=config, config_path=path, out=out)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, lambda *_: setattr(daemon, "reload_requested", True))
+        print(
+            f"portbell daemon (pid {os.getpid()}): sampling with {sampler.name} every {config.interval_s:g}s; "
+            f"record {paths.database()}; config {path if path.exists() else '(none: defaults)'}",
+            file=sys.stderr,
+            flush=True,
+        )
+        run_daemon(daemon, stop)
+        sampler.close()
+        store.close()
+    finally:
+        lock.release()
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("daemon", help="the long-running service (foreground; the service manager supervises it)")
+    p.add_argument("--interval", type=seconds(0.1, 3600), metavar="S", help="seconds between samples (overrides the config)")
+    p.add_argument("--config", metavar="PATH", help="configuration file (default: `portbell config path`)")
+    p.add_argument("--sampler", choices=("sockdiag", "psutil"), help="force a sampler")
+    p.add_argument("--quiet", action="store_true", help="do not print events")
+    p.add_argument("--json", action="store_true", help="print events as JSON lines")
+    p.set_defaults(func=cmd_daemon)

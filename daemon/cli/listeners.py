@@ -1,0 +1,153 @@
+"""`portbell ls`, `who` and `watch`: the listeners now, who owns a port, events as they happen."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+from .. import ports, words
+from ..addresses import parse_address, parse_endpoint, serves
+from ..errors import SampleError, UsageError
+from ..model import SCHEMA_VERSION, Transport
+from ..doctor import ephemeral_lines
+from ..service import Monitor, Poll, run
+from ._args import is_root, open_sampler, print_json, sample, sampler_option, seconds, transport_filter, transport_options
+
+
+def cmd_ls(args) -> int:
+    snap = sample(args)
+    wanted = transport_filter(args)
+    listeners = [
+        li
+        for li in snap.sorted()
+        if (wanted is None or li.transport is wanted) and (not args.exposed or li.exposure.exposed)
+    ]
+    if args.json:
+        print_json({"version": SCHEMA_VERSION, "complete": snap.complete, "listeners": [li.to_dict() for li in listeners]})
+        return 0
+    if listeners:
+        print(words.listeners_table(listeners))
+    else:
+        print("Nothing listens" + (" on the network." if args.exposed else "."))
+    if not snap.complete:
+        print(f"note: partial view: {words.partial_view(is_root())}", file=sys.stderr)
+    return 0
+
+
+def parse_target(text: str) -> tuple[frozenset[str] | None, int]:
+    """`8000`, `127.0.0.1:8000`, `[::1]:8000`, `localhost:8000` -> (addresses or None, port)."""
+    try:
+        host, port = parse_endpoint(text)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    if host is None:
+        return None, port
+    if host.lower() == "localhost":
+        return frozenset({"127.0.0.1", "::1"}), port
+    try:
+        return frozenset({str(parse_address(host))}), port
+    except ValueError:
+        raise UsageError(f"{host!r} is not an IP address; give a numeric address or localhost") from None
+
+
+def cmd_who(args) -> int:
+    addresses, port = parse_target(args.target)
+    snap = sample(args)
+    wanted = transport_filter(args)
+    found = [
+        li
+        for li in snap.sorted()
+        if li.port == port
+        and (wanted is None or li.transport is wanted)
+        and (addresses is None or any(serves(li, a) for a in addresses))
+    ]
+    about = ports.info(port, str(wanted or Transport.TCP))
+    if args.json:
+        print_json({"version": SCHEMA_VERSION, "complete": snap.complete, "listeners": [li.to_dict() for li in found], "port": about.to_dict()})
+        return 0 if found else 1
+    if not found:
+        where = f" on {args.target}" if addresses else f" on port {port}"
+        kind = f" ({wanted})" if wanted else " (tcp or udp)"
+        print(f"Nothing listens{where}{kind}.")
+        print(about.describe())
+        if about.ephemeral:
+            from .. import samplers
+
+            try:
+                connections = samplers.connections_on(port)
+            except SampleError:
+                connections = None
+            print("\n".join(ephemeral_lines(about, connections)))
+        if not snap.complete:
+            print(f"note: partial view: {words.partial_view(is_root())}", file=sys.stderr)
+        return 1
+    from .. import samplers
+
+    for li in found:
+        dual = ", also serves IPv4" if li.dual_stack else ""
+        print(f"{li.transport} {li.endpoint}  {li.exposure}{dual}")
+        for owner in li.owners:
+            parent = samplers.process(owner.ppid) if owner.ppid else None
+            print("\n".join(words.owner_block(owner, parent, snap.complete)))
+    print(about.describe())
+    return 0
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum, _frame):
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def cmd_watch(args) -> int:
+    sampler = open_sampler(args)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    monitor = Monitor(sampler)
+
+    def handle(poll: Poll) -> None:
+        if poll.baseline and poll.snapshot is not None:
+            snap = poll.snapshot
+            view = "complete" if snap.complete else "partial (run as root to see every owner)"
+            print(
+                f"watching {len(snap.listeners)} listeners with {snap.sampler}, every {args.interval:g}s; "
+                f"view {view}. Ctrl-C stops.",
+                file=sys.stderr,
+                flush=True,
+            )
+        for event in poll.events:
+            if args.json:
+                print_json(event.to_dict())
+            else:
+                print(words.event_line(event), flush=True)
+
+    try:
+        run(monitor, args.interval, stop, handle)
+    finally:
+        sampler.close()
+    return 0
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("ls", help="list the current listeners")
+    p.add_argument("--json", action="store_true", help="one JSON document (version 1)")
+    p.add_argument("--exposed", action="store_true", help="only listeners other machines may reach")
+    transport_options(p)
+    sampler_option(p)
+    p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser("who", help="who owns a port: PORT or ADDRESS:PORT")
+    p.add_argument("target", metavar="PORT|ADDR:PORT")
+    p.add_argument("--json", action="store_true", help="one JSON document (version 1)")
+    transport_options(p)
+    sampler_option(p)
+    p.set_defaults(func=cmd_who)
+
+    p = sub.add_parser("watch", help="print listeners opening, closing and changing, as they happen")
+    p.add_argument("--json", action="store_true", help="one JSON object per event and line (version 1)")
+    p.add_argument("--interval", type=seconds(0.05, 86400), default=1.0, metavar="S", help="seconds between samples (default 1)")
+    sampler_option(p)
+    p.set_defaults(func=cmd_watch)
