@@ -84,10 +84,7 @@ def owner_tag(owner: Owner) -> str:
 
 def owners_tag(li: Listener) -> str:
     """The first owner's tag, `+N` for the others: `nginx (100) +1`."""
-    if not li.owners:
-        return "?"
-    first = owner_tag(li.owners[0])
-    return first if len(li.owners) == 1 else f"{first} +{len(li.owners) - 1}"
+    return _first_and_more(li, owner_tag, "?", "{} +{}")
 
 
 def owner_phrase(owner: Owner) -> str:
@@ -99,10 +96,14 @@ def owner_phrase(owner: Owner) -> str:
 
 def owners_phrase(li: Listener) -> str:
     """`python3 (pid 4242)`, `nginx (pid 100) and 1 more`, `an unknown process`."""
+    return _first_and_more(li, owner_phrase, "an unknown process", "{} and {} more")
+
+
+def _first_and_more(li: Listener, say, nobody: str, more: str) -> str:
     if not li.owners:
-        return "an unknown process"
-    text = owner_phrase(li.owners[0])
-    return text if len(li.owners) == 1 else f"{text} and {len(li.owners) - 1} more"
+        return nobody
+    first = say(li.owners[0])
+    return first if len(li.owners) == 1 else more.format(first, len(li.owners) - 1)
 
 
 def first_name(li: Listener) -> str | None:
