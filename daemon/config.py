@@ -1,4 +1,4 @@
-"""The optional TOML configuration. Imports: tomllib, daemon.rules, daemon.model, daemon.when, daemon.sinks (validation).
+"""The optional TOML configuration: loaded, checked key by key, and explained when wrong.
 
 Zero-config works: a missing file means the defaults. Every problem is
 reported at once, each with the file, the line where one can be found, the key,

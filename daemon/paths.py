@@ -3,7 +3,7 @@
 Each directory can be moved with an environment variable, which the tests and
 the system-wide mode use: PORTBELL_STATE_DIR (the database), PORTBELL_CONFIG
 (the config file itself), PORTBELL_RUNTIME_DIR (the lock). PORTBELL_STATE_MODE=0640 makes
-the database group-readable (the system-wide mode; read in store.py); anything else keeps 0600.
+the database group-readable (the system-wide mode; read in record/schema.py); anything else keeps 0600.
 """
 
 from __future__ import annotations

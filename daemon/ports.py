@@ -1,4 +1,4 @@
-"""What a port number means on this machine. Imports: the standard library.
+"""What a port number means on this machine.
 
 - its class (IANA): well-known 0-1023, registered 1024-49151, dynamic 49152-65535;
 - whether it lies in this OS's ephemeral range (the ports the kernel hands to

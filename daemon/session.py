@@ -1,4 +1,4 @@
-"""Whether there is a desktop to show a tray icon in. Imports: the standard library.
+"""Whether there is a desktop to show a tray icon in.
 
 Shared by the command line (`portbell` alone picks the tray or the daemon) and
 the tray (which exits with this sentence when there is none).

@@ -1,4 +1,4 @@
-"""Snapshot diff. Pure: values in, values out. Imports: daemon.model.
+"""Snapshot diff, apply and merge. Pure: values in, values out.
 
 `diff(a, b)` returns the events that turn a's listeners into b's, keyed by
 (transport, address, port); `apply(a, events)` replays them, and

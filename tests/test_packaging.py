@@ -215,7 +215,7 @@ def test_the_committed_icons_are_what_the_trays_drawing_makes_now(tmp_path):
     """Regenerated and compared pixel by pixel: fix a failure with `python -m portbell.packaging.make_icons`."""
     from PIL import Image
 
-    from portbell.packaging import make_icons  # a namespace package: see daemon/_autostart.py
+    from portbell.packaging import make_icons  # a namespace package: see daemon/autostart/_common.py
 
     fresh = make_icons.build(tmp_path)
     committed = ROOT / "packaging" / "icons"

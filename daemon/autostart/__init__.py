@@ -1,6 +1,5 @@
 """Run at login: the facade the command line and the tray's "Start at login" toggle use.
-Adapter layer. Imports: daemon._autostart and, chosen here and only here, one platform part
-(_autostart_linux, _autostart_macos, _autostart_windows).
+One platform part (_linux, _macos, _windows) is chosen here and only here.
 
     enable(which) -> list[PurePath]   write this platform's entries (which: daemon, tray, all)
     disable(which) -> list[PurePath]  remove exactly what portbell wrote, nothing else

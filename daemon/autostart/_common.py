@@ -1,4 +1,4 @@
-"""What `portbell autostart` writes, in each platform's format. Imports: daemon.errors and the standard library.
+"""What `portbell autostart` writes, in each platform's format.
 
 The templates live in `portbell.packaging` (the folder packaging/), the single source of what the
 operating systems start. This module renders them with the absolute path of the installed

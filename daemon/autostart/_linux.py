@@ -1,4 +1,4 @@
-"""Run at login on Linux and the other XDG desktops. Imports: daemon._autostart, platformdirs.
+"""Run at login on Linux and the other XDG desktops.
 
 - daemon: a systemd user unit, ~/.config/systemd/user/portbell.service, enabled with
   `systemctl --user` where a user manager runs, else linked into default.target.wants by hand

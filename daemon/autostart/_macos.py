@@ -1,4 +1,4 @@
-"""Run at login on macOS: LaunchAgents. Imports: daemon._autostart.
+"""Run at login on macOS: LaunchAgents.
 
 - daemon: ~/Library/LaunchAgents/portbell.daemon.plist, loaded now with `launchctl bootstrap`
   and unloaded with `launchctl bootout` on disable.

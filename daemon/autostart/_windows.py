@@ -1,5 +1,5 @@
-"""Run at login on Windows: per-user Run registry values. Imports: daemon._autostart; winreg,
-injected (the seam the tests fake; winreg exists only on Windows).
+"""Run at login on Windows: per-user Run registry values. winreg is injected (the seam the tests
+fake; it exists only on Windows).
 
 The values "portbell-daemon" and "portbell-tray" under
 HKEY_CURRENT_USER\\Software\\Microsoft\\Windows\\CurrentVersion\\Run hold a command line that

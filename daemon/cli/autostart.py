@@ -1,4 +1,4 @@
-"""`portbell autostart enable | disable | status`: run at login. Entry layer, beside cli.py
+"""`portbell autostart enable | disable | status`: run at login. Entry layer, beside the other commands
 (which registers it); the work is in daemon/autostart.py, which the tray's toggle also uses.
 
     --daemon, --tray, --all (the default), --system (Linux, root: the system-wide unit)

@@ -1,17 +1,15 @@
-"""`portbell doctor [HOST:]PORT`: why a connection fails, or who can reach it. Imports: the standard
-library, daemon.model, daemon.classify, daemon.ports, daemon.render, daemon.errors; the samplers
-facade, daemon.paths and daemon.store (read-only, for history) only inside `command()`/`examine()`.
+"""`portbell doctor [HOST:]PORT`: why a connection fails, or who can reach it. The facade: `examine()`.
 
-Three layers in one module, kept apart:
-- values: `Target`, `Probe`, `Firewall`, `Finding`, `Diagnosis` (frozen);
-- the reasoning: `diagnose()`, a pure function over the listeners snapshot, the
+Four modules, kept apart:
+- values.py: `Target`, `Probe`, `Firewall`, `Finding`, `Diagnosis` (frozen);
+- reasoning.py: `diagnose()`, a pure function over the listeners snapshot, the
   resolved target, the connection results, the port's facts, the firewall's
-  facts and an optional history callable; plus the firewall text parsers and
-  the `who` sentence for ephemeral ports;
-- thin adapters for the I/O: `resolve()`, `is_local()`, `connect()` (a TCP
-  connection with a short timeout, refused for any address this machine does
-  not own), `detect_firewall()` (read-only queries); and the command line
-  (`add_parser()`, `command()`).
+  facts and an optional history callable;
+- probes.py: thin adapters for the I/O: `resolve()`, `is_local()`, `connect()`
+  (a TCP connection with a short timeout, refused for any address this machine
+  does not own), `detect_firewall()` (read-only queries) and the firewall text parsers;
+- report.py: the readable forms, and the `who` sentence for ephemeral ports.
+The command line (options, the record as history) is daemon/cli/doctor.py.
 
 Decisions where PRODUCT.md is silent:
 - `localhost` (and `localhost.`, `*.localhost`) means both ::1 and 127.0.0.1,
