@@ -1,5 +1,5 @@
-"""`portbell autostart enable | disable | status`: run at login. Entry layer, beside the other commands
-(which registers it); the work is in daemon/autostart.py, which the tray's toggle also uses.
+"""`portbell autostart enable | disable | status`: run at login. The work is in daemon/autostart/,
+which the tray's "Start at login" toggle also uses.
 
     --daemon, --tray, --all (the default), --system (Linux, root: the system-wide unit)
     --print   enable: show what would be written (the text on stdout, where on stderr);
