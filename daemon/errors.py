@@ -17,3 +17,12 @@ class SampleError(PortbellError):
 
 class UsageError(PortbellError):
     """Bad input on the command line: exit code 2."""
+
+
+class EngineError(PortbellError):
+    """The Docker or Podman Engine API could not be asked (absent, denied, slow, or not answering JSON)."""
+
+    def __init__(self, message: str, *, path: str = "", denied: bool = False) -> None:
+        super().__init__(message)
+        self.path = path
+        self.denied = denied
