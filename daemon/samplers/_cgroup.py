@@ -92,7 +92,8 @@ def unit_of(path: str) -> Unit | None:
         part = parts[i]
         if not part.endswith(_UNIT_SUFFIXES):
             continue
-        if _USER_MANAGER.fullmatch(part):
+        if _USER_MANAGER.fullmatch(part) or (part == "init.scope" and i > 0 and _USER_MANAGER.fullmatch(parts[i - 1])):
+            part = parts[i - 1] if part == "init.scope" else part
             # the user's systemd itself (its init.scope), or a process sitting directly in it
             return Unit(UnitKind.USER_SERVICE, part, path, uid=user_uid)
         app = _app(part)
