@@ -22,6 +22,7 @@ and what is allowed; unknown keys are problems too (they are usually typos).
     exposure = "all-interfaces" # or a list of exposures
     transport = "tcp"
     user = "ana"
+    unit = "cups.service"       # glob on the unit: a systemd unit, an app, a container's name
     until = 2026-12-31T00:00:00Z  # the rule expires then
 
     [sinks.jsonl]               # see the README for every sink's keys
@@ -181,7 +182,7 @@ class _Checker:
         )
 
     def rule(self, table: Any, name: str) -> Rule | None:
-        allowed = ("action", "program", "port", "exposure", "transport", "user", "until")
+        allowed = ("action", "program", "port", "exposure", "transport", "user", "unit", "until")
         t = self.table(table, name, allowed)
         before = len(self.problems)
         action = t.get("action")
@@ -207,6 +208,9 @@ class _Checker:
         user = t.get("user")
         if user is not None and not isinstance(user, str):
             self.problem(f"{name}.user", "must be a user name")
+        unit = t.get("unit")
+        if unit is not None and (not isinstance(unit, str) or not unit):
+            self.problem(f"{name}.unit", "must be a glob on the unit's name, like \"cups.service\", \"firefox\" or \"myapp-*\"")
         until = t.get("until")
         if until is not None:
             until = _as_utc(until)
@@ -221,6 +225,7 @@ class _Checker:
             exposures=exposures,
             transport=Transport(transport) if transport else None,
             user=user,
+            unit=unit,
             until=until,
         )
 

@@ -76,3 +76,12 @@ class AutostartError(PortbellError):
 
 class Unavailable(PortbellError):
     """No program or service for this here (a clipboard tool, an opener); the message says what to install."""
+
+
+class EngineError(PortbellError):
+    """The Docker or Podman Engine API could not be asked (absent, denied, slow, or not answering JSON)."""
+
+    def __init__(self, message: str, *, path: str = "", denied: bool = False) -> None:
+        super().__init__(message)
+        self.path = path
+        self.denied = denied

@@ -2,9 +2,15 @@
 
 A listener is identified by its key (transport, local address, port); the
 processes that hold it are attributes. Owners compare by identity (pid, create
-time, uid, name): exe, command line, user and parent are descriptive and do not
-make two owners different, so a diff never reports a command line rewritten by
-setproctitle as a new owner.
+time, uid, name): exe, command line, user, parent and how the owner was learned
+(`via`) are descriptive and do not make two owners different, so a diff never
+reports a command line rewritten by setproctitle, or an owner that became
+readable, as a new owner.
+
+A listener's unit (what it belongs to beyond a pid: a systemd service, a desktop
+app, a container...) compares by kind and name; a container's name, image and
+compose labels are descriptive (they arrive from the Engine API, maybe a sample
+later). A forwarder's target compares by address and port.
 """
 
 from __future__ import annotations
@@ -43,6 +49,22 @@ class Exposure(StrEnum):
 _EXPOSURE_ORDER = (Exposure.LOOPBACK, Exposure.LOCAL_NETWORK, Exposure.ALL_INTERFACES, Exposure.PUBLIC)
 
 
+class UnitKind(StrEnum):
+    """What a unit is. The values are the JSON words."""
+
+    SERVICE = "service"  # a systemd system service: cups.service
+    SCOPE = "scope"  # a systemd scope that is neither an app nor a session: init.scope
+    SESSION = "session"  # a login session: session-2.scope
+    APP = "app"  # a desktop application: app-gnome-firefox-1234.scope -> firefox
+    USER_SERVICE = "user-service"  # a service of a user's own systemd: user@1000.service/app.slice/x.service
+    CONTAINER = "container"  # docker, podman, containerd, cri-o, kubernetes
+    SNAP = "snap"
+    FLATPAK = "flatpak"
+    SLICE = "slice"  # a process sitting directly in a slice
+    CGROUP = "cgroup"  # a cgroup that follows no naming scheme portbell knows: its path
+    WINDOWS_SERVICE = "windows-service"  # the service(s) a Windows process hosts (svchost)
+
+
 class EventKind(StrEnum):
     OPENED = "opened"
     CLOSED = "closed"
@@ -74,6 +96,11 @@ class Owner:
     cmdline: tuple[str, ...] | None = field(default=None, compare=False)
     user: str | None = field(default=None, compare=False)
     ppid: int | None = field(default=None, compare=False)
+    # How the owner was learned: "fd" (it holds the socket: read from its descriptors),
+    # "cgroup" (inferred: the only process of the socket's uid in the socket's cgroup),
+    # "cmdline" (inferred: a forwarder whose command line names this very address and
+    # port), None for an owner the view cannot see.
+    via: str | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +112,7 @@ class Owner:
             "uid": self.uid,
             "ppid": self.ppid,
             "started_at": iso(self.started_at),
+            "via": self.via,
         }
 
     @classmethod
@@ -99,6 +127,8 @@ class Owner:
             cmdline=tuple(cmd) if cmd is not None else None,
             user=data.get("user"),
             ppid=data.get("ppid"),
+            # records older than `via` hold owners read from descriptors (the only way then)
+            via=data.get("via", "fd" if data.get("pid") is not None else None),
         )
 
 
@@ -109,6 +139,139 @@ def _owner_order(owner: Owner) -> tuple[bool, int, int]:
 def sort_owners(owners) -> tuple[Owner, ...]:
     """Owners in a canonical order (by pid, unknown last) with duplicates removed."""
     return tuple(sorted(set(owners), key=_owner_order))
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    """A container, by id; the rest comes from the Engine API when it is reachable."""
+
+    id: str  # the full id as the cgroup (or the API) gives it
+    runtime: str | None = None  # docker | podman | containerd | cri-o | kubernetes
+    name: str | None = field(default=None, compare=False)  # without Docker's leading "/"
+    image: str | None = field(default=None, compare=False)
+    project: str | None = field(default=None, compare=False)  # label com.docker.compose.project
+    service: str | None = field(default=None, compare=False)  # label com.docker.compose.service
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "runtime": self.runtime,
+            "name": self.name,
+            "image": self.image,
+            "compose_project": self.project,
+            "compose_service": self.service,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Container:
+        return cls(
+            id=str(data["id"]),
+            runtime=data.get("runtime"),
+            name=data.get("name"),
+            image=data.get("image"),
+            project=data.get("compose_project"),
+            service=data.get("compose_service"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """What a socket belongs to beyond a pid: from its cgroup on Linux, the service on Windows.
+
+    `name` is what a person calls it: `cups.service`, `firefox` for an app scope,
+    a container's short id. `cgroup` is the path it was read from (descriptive).
+    `uid` is the user whose own systemd runs a user service. `services` lists every
+    service a Windows process hosts when it hosts several (`name` is the first).
+    """
+
+    kind: UnitKind
+    name: str
+    cgroup: str | None = field(default=None, compare=False)
+    uid: int | None = None
+    container: Container | None = None
+    services: tuple[str, ...] = field(default=(), compare=False)
+
+    def label(self) -> str:
+        """`cups.service`, `firefox (app)`, `web (container, nginx:1.25)`: plain words, not escaped."""
+        c = self.container
+        if c is not None:
+            extra = ", ".join(x for x in ("container", c.image) if x)
+            return f"{c.name or c.short_id} ({extra})"
+        if self.kind in (UnitKind.SERVICE, UnitKind.SCOPE, UnitKind.SESSION, UnitKind.SLICE, UnitKind.CGROUP):
+            return self.name
+        if self.kind is UnitKind.USER_SERVICE and self.uid is not None:
+            return f"{self.name} (user {self.uid})"
+        return f"{self.name} ({self.kind})"
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"kind": str(self.kind), "name": self.name, "cgroup": self.cgroup}
+        if self.uid is not None:
+            data["uid"] = self.uid
+        if self.container is not None:
+            data["container"] = self.container.to_dict()
+        if self.services:
+            data["services"] = list(self.services)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Unit | None:
+        if not data:
+            return None
+        container = data.get("container")
+        return cls(
+            kind=UnitKind(data["kind"]),
+            name=str(data["name"]),
+            cgroup=data.get("cgroup"),
+            uid=data.get("uid"),
+            container=Container.from_dict(container) if container else None,
+            services=tuple(data.get("services") or ()),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Where a forwarder (docker-proxy, rootlessport, slirp4netns, pasta) sends what it accepts.
+
+    `address`/`port` are the target (the container's address; None when the
+    forwarder's command line does not say and no Engine API told). `by` is the
+    forwarder's name, or the engine ("docker", "podman") for a port published
+    with no socket on this machine.
+    """
+
+    by: str
+    address: str | None = None
+    port: int | None = None
+    container: Container | None = field(default=None, compare=False)
+
+    @property
+    def endpoint(self) -> str | None:
+        if self.port is None:
+            return None
+        return endpoint(self.address, self.port) if self.address else f"port {self.port}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "by": self.by,
+            "address": self.address,
+            "port": self.port,
+            "container": self.container.to_dict() if self.container else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Forward | None:
+        if not data:
+            return None
+        container = data.get("container")
+        return cls(
+            by=str(data["by"]),
+            address=data.get("address"),
+            port=data.get("port"),
+            container=Container.from_dict(container) if container else None,
+        )
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -135,6 +298,13 @@ class Listener:
     exposure: Exposure
     dual_stack: bool = False  # a `::` socket without IPV6_V6ONLY: it serves IPv4 too
     owners: tuple[Owner, ...] = ()
+    unit: Unit | None = None  # from the socket's cgroup (Linux), the service (Windows); None when unknown
+    forward: Forward | None = None  # what a forwarder sends this port to
+    # When no owner could be read: how many processes of the socket's uid the unit holds
+    # (several: none is guessed). None when not counted. Descriptive: a helper process
+    # starting in the unit is not a new owner.
+    candidates: int | None = field(default=None, compare=False)
+    socket: bool = True  # False: a port an engine publishes with no socket here (Docker's NAT path)
 
     @property
     def key(self) -> Key:
@@ -157,7 +327,23 @@ class Listener:
             "exposure": str(self.exposure),
             "dual_stack": self.dual_stack,
             "owners": [o.to_dict() for o in self.owners],
+            "unit": self.unit.to_dict() if self.unit else None,
+            "forward": self.forward.to_dict() if self.forward else None,
+            "candidates": self.candidates,
+            "socket": self.socket,
         }
+
+    def joined(self, other: Listener) -> Listener:
+        """Two sockets under one key (SO_REUSEPORT, or one per uid) as one listener: the union
+        of their owners, dual-stack if either is, the first unit and forward known, and the
+        candidates of both."""
+        cands = [c for c in (self.candidates, other.candidates) if c is not None]
+        return Listener(
+            self.transport, self.family, self.address, self.port, self.exposure,
+            self.dual_stack or other.dual_stack, sort_owners(self.owners + other.owners),
+            self.unit or other.unit, self.forward or other.forward,
+            sum(cands) if cands else None, self.socket or other.socket,
+        )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Listener:
@@ -169,6 +355,11 @@ class Listener:
             exposure=Exposure(data["exposure"]),
             dual_stack=bool(data.get("dual_stack", False)),
             owners=tuple(Owner.from_dict(o) for o in data.get("owners") or ()),
+            # records written before units existed have none of these keys
+            unit=Unit.from_dict(data.get("unit")),
+            forward=Forward.from_dict(data.get("forward")),
+            candidates=data.get("candidates"),
+            socket=bool(data.get("socket", True)),
         )
 
 

@@ -14,6 +14,16 @@ Default policy (PRODUCT.md), with the novelty memory:
   first time its program is seen listening on loopback), "always", "never";
 - `changed` alerts when the listener becomes more exposed, or a different
   program takes over an exposed key.
+
+Program identity (`program_of`), for the memory and the rules: the exe path,
+else the name, else the unit plus the socket's uid (`unit:service:cups.service
+uid:0`), else the uid alone (`uid:0`). A different unit is a different program.
+A uid-only identity names nobody: every unseen program of that uid shares it,
+so the policy never takes it as "seen before" (it fails toward alerting): such
+a listener alerts when it opens on loopback under first-seen and when it opens
+exposed, and a `changed` between two owners it cannot tell apart alerts on an
+exposed key. It is still recorded, so a later view that can name the program
+starts from the same history.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ class Rule:
     exposures: tuple[Exposure, ...] | None = None
     transport: Transport | None = None
     user: str | None = None
+    unit: str | None = None  # glob on the unit's name (cups.service, firefox, a container's name or short id)
     until: datetime | None = None  # expiry
     pid: int | None = None  # "until the process exits": only this process (pid + start time)
     started_at: datetime | None = None
@@ -55,6 +66,8 @@ class Rule:
         if self.ports is not None and not self.ports[0] <= listener.port <= self.ports[1]:
             return False
         if self.exposures is not None and listener.exposure not in self.exposures:
+            return False
+        if self.unit is not None and not any(fnmatch.fnmatchcase(n, self.unit) for n in unit_names(listener)):
             return False
         if self.program is None and self.user is None and self.pid is None:
             return True
@@ -84,6 +97,8 @@ class Rule:
             parts.append(str(self.transport))
         if self.user:
             parts.append(f"user {self.user}")
+        if self.unit:
+            parts.append(f"unit {self.unit}")
         if self.pid is not None:
             parts.append(f"pid {self.pid} until it exits")
         if self.until is not None:
@@ -103,8 +118,25 @@ def deciding_rule(rules, listener: Listener, now: datetime) -> Rule | None:
     return None
 
 
+def unit_names(listener: Listener) -> list[str]:
+    """What a `unit` rule's glob is matched against: the unit's name, its container's name and
+    compose service (`project/service`), and the container a forwarder sends the port to."""
+    names: list[str] = []
+    containers = []
+    if listener.unit is not None:
+        names.append(listener.unit.name)
+        containers.append(listener.unit.container)
+    if listener.forward is not None:
+        containers.append(listener.forward.container)
+    for c in containers:
+        if c is not None:
+            names += [x for x in (c.name, c.short_id, f"{c.project}/{c.service}" if c.project and c.service else None) if x]
+    return names
+
+
 def program_of(listener: Listener) -> str:
-    """The program a listener belongs to, for the novelty memory: exe path, else name, else uid."""
+    """The program a listener belongs to, for the novelty memory: exe path, else name, else
+    unit plus uid, else uid (see the module docstring)."""
     for owner in listener.owners:
         if owner.exe:
             return owner.exe
@@ -112,7 +144,15 @@ def program_of(listener: Listener) -> str:
         if owner.name:
             return owner.name
     uids = sorted({o.uid for o in listener.owners if o.uid is not None})
-    return f"uid:{uids[0]}" if uids else "unknown"
+    uid = f"uid:{uids[0]}" if uids else "uid:?"
+    if listener.unit is not None:
+        return f"unit:{listener.unit.kind}:{listener.unit.name} {uid}"
+    return uid if uids else "unknown"
+
+
+def is_anonymous(program: str) -> bool:
+    """Whether an identity names no program: a uid alone, or nothing at all."""
+    return program == "unknown" or program.startswith("uid:")
 
 
 def is_random_port(port: int) -> bool:
@@ -157,14 +197,19 @@ class Policy:
 
     def _opened(self, li: Listener, memory: Memory) -> Verdict:
         program = program_of(li)
+        anonymous = is_anonymous(program)
         if li.exposure is Exposure.LOOPBACK:
             if self.loopback == "always":
                 return Verdict(True, "loopback listener (notify.loopback = always)")
             if self.loopback == "never":
                 return Verdict(False, "loopback listener (notify.loopback = never)")
+            if anonymous:
+                return Verdict(True, "loopback, by a program nobody can name (so never seen before)")
             if memory.program_seen(program, Exposure.LOOPBACK, li.transport, random_port=False):
                 return Verdict(False, "loopback, and this program has listened on loopback before")
             return Verdict(True, "first time this program listens, on loopback")
+        if anonymous:
+            return Verdict(True, f"reachable from other machines ({li.exposure}), by a program nobody can name")
         if memory.key_seen(li.key, program):
             return Verdict(False, f"{li.exposure}, but this program has listened on {li.endpoint} before")
         if is_random_port(li.port) and memory.program_seen(program, li.exposure, li.transport, random_port=True):
@@ -177,6 +222,10 @@ class Policy:
             return Verdict(False, "changed, still on this machine only")
         if li.exposure.rank > was.exposure.rank or (li.dual_stack and not was.dual_stack):
             return Verdict(True, f"now more exposed ({was.exposure} -> {li.exposure})")
-        if program_of(li) != program_of(was):
+        if was.unit is None and li.unit is not None and was.owners == li.owners:
+            # a record from before units, or a view that just learned the cgroup: news about
+            # what we know, not about the machine
+            return Verdict(False, "changed: its unit is known now")
+        if program_of(li) != program_of(was) or is_anonymous(program_of(li)):
             return Verdict(True, f"another program took over an exposed port ({program_of(was)} -> {program_of(li)})")
         return Verdict(False, "changed owner within the same program")

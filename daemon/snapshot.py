@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-from .model import Event, EventKind, Key, Listener, Snapshot, order, sort_owners
+from .model import Event, EventKind, Key, Listener, Snapshot, order
 
 Listeners = Mapping[Key, Listener]
 
@@ -47,17 +47,11 @@ def apply(listeners: Listeners, events: Iterable[Event]) -> dict[Key, Listener]:
 
 
 def merge(listeners: Iterable[Listener]) -> dict[Key, Listener]:
-    """Several sockets under one key (SO_REUSEPORT, or one per uid) are one listener
-    with the union of their owners. Dual-stack if any socket of the key is."""
+    """Listeners by key: several sockets under one key (SO_REUSEPORT, or one per uid) are one
+    listener with the union of their owners (`Listener.joined`)."""
     out: dict[Key, Listener] = {}
     for li in listeners:
         key = li.key
         have = out.get(key)
-        if have is None:
-            out[key] = li
-        else:
-            out[key] = Listener(
-                li.transport, li.family, li.address, li.port, li.exposure,
-                have.dual_stack or li.dual_stack, sort_owners(have.owners + li.owners),
-            )
+        out[key] = li if have is None else have.joined(li)
     return out

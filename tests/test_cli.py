@@ -26,10 +26,11 @@ def test_ls_json_has_the_documented_shape(sockets):
     doc = json.loads(out.stdout)
     assert doc["version"] == 1 and isinstance(doc["complete"], bool)
     (li,) = listener_doc(doc, "tcp", s.getsockname()[1])
-    assert set(li) == {"transport", "family", "address", "port", "exposure", "dual_stack", "owners"}
+    assert set(li) == {"transport", "family", "address", "port", "exposure", "dual_stack", "owners", "unit", "forward", "candidates", "socket"}
     assert (li["family"], li["address"], li["exposure"], li["dual_stack"]) == (4, "127.0.0.1", "loopback", False)
     owner = next(o for o in li["owners"] if o["pid"] == os.getpid())
-    assert set(owner) == {"pid", "name", "exe", "cmdline", "user", "uid", "ppid", "started_at"}
+    assert set(owner) == {"pid", "name", "exe", "cmdline", "user", "uid", "ppid", "started_at", "via"}
+    assert owner["via"] == "fd" and li["socket"] is True
     assert owner["started_at"].endswith("Z") and isinstance(owner["cmdline"], list)
 
 

@@ -90,3 +90,17 @@ def test_becoming_more_exposed_alerts(memory):
     other = li(8000, "::", name="python3", exe="/usr/bin/python3")
     assert Policy().decide(ev(other, EventKind.CHANGED, was), memory, NOW).alert
     assert not Policy().decide(ev(li(8000, "::", pid=8), EventKind.CHANGED, was), memory, NOW).alert
+
+
+def test_learning_a_listeners_unit_is_not_a_takeover(memory):
+    """A record from before units (or a view that just read the cgroup) gains a unit: no alert.
+    Another unit on the same exposed key, with an owner nobody can name, is a takeover."""
+    from portbell.daemon.model import Unit, UnitKind
+
+    unseen = (Owner(pid=None, uid=0, user="root"),)
+    was = Listener(Transport.TCP, 4, "0.0.0.0", 631, Exposure.ALL_INTERFACES, owners=unseen)
+    now = Listener(Transport.TCP, 4, "0.0.0.0", 631, Exposure.ALL_INTERFACES, owners=unseen, unit=Unit(UnitKind.SERVICE, "cups.service"))
+    verdict = Policy().decide(ev(now, EventKind.CHANGED, was), memory, NOW)
+    assert not verdict.alert and "unit is known" in verdict.reason
+    other = Listener(Transport.TCP, 4, "0.0.0.0", 631, Exposure.ALL_INTERFACES, owners=unseen, unit=Unit(UnitKind.SERVICE, "evil.service"))
+    assert Policy().decide(ev(other, EventKind.CHANGED, now), memory, NOW).alert

@@ -1,7 +1,8 @@
 """The one place that picks a sampler. Callers never test the platform.
 
 A sampler has `name`, `sample() -> Snapshot` (raises SampleError, never returns
-an empty snapshot for a failure) and `close()`. Candidates are tried in order;
+an empty snapshot for a failure), `close()`, and `notes`: sentences saying what
+its view is missing and why (no cgroup v2 hierarchy, no Engine API), for `status`. Candidates are tried in order;
 the reasons the better ones were unavailable are kept for `portbell status`.
 """
 
@@ -17,6 +18,7 @@ NAMES = ("sockdiag", "psutil")
 
 class Sampler(Protocol):
     name: str
+    notes: list[str]
 
     def sample(self) -> Snapshot: ...
 

@@ -33,7 +33,8 @@ class Proc:
     pid: int
     start: int  # start time in clock ticks since boot
     ppid: int
-    uid: int
+    uid: int  # the owner of /proc/<pid>: its effective uid when it was read (see ProcessTable.restat)
+    comm: str = ""  # the kernel's name for it (15 bytes at most), from the same read of stat
 
 
 def _read_proc(root: str, pid: int) -> Proc | None:
@@ -43,9 +44,11 @@ def _read_proc(root: str, pid: int) -> Proc | None:
         uid = os.stat(f"{root}/{pid}").st_uid
     except OSError:
         return None
-    rest = data[data.rfind(b")") + 2 :].split()
+    close = data.rfind(b")")
+    rest = data[close + 2 :].split()
+    comm = data[data.find(b"(") + 1 : close].decode("utf-8", "replace")
     try:
-        return Proc(pid, int(rest[19]), int(rest[1]), uid)
+        return Proc(pid, int(rest[19]), int(rest[1]), uid, comm)
     except (IndexError, ValueError):
         return None
 
@@ -83,6 +86,7 @@ class ProcessTable:
         self._order: list[Proc] | None = None
         self._loadavg = os.open(f"{root}/loadavg", os.O_RDONLY | os.O_CLOEXEC)
         self.last_pid = -1
+        self.epoch = 0  # bumps at every refresh: what was derived from the table may be stale
 
     def close(self) -> None:
         os.close(self._loadavg)
@@ -121,7 +125,24 @@ class ProcessTable:
                 self.procs[pid] = proc
         self._children = None
         self._order = None
+        self.epoch += 1
         return gone, born
+
+    def restat(self, pid: int) -> Proc | None:
+        """Read a process's uid again: a process keeps its pid and start time when it changes
+        uid (a root shell that execs a program as another user), so a refresh never re-reads
+        it. Returns the updated entry (None when it is gone)."""
+        have = self.procs.get(pid)
+        if have is None:
+            return None
+        try:
+            uid = os.stat(f"{self.root}/{pid}").st_uid
+        except OSError:
+            return None
+        if uid != have.uid:
+            have = self.procs[pid] = Proc(have.pid, have.start, have.ppid, uid, have.comm)
+            self._order = None
+        return have
 
     def newest_first(self) -> list[Proc]:
         if self._order is None:
@@ -135,6 +156,19 @@ class ProcessTable:
                 kids.setdefault(proc.ppid, []).append(proc.pid)
             self._children = kids
         return self._children.get(pid, [])
+
+
+class _Changed:
+    """Iterates over `others`, yielding those whose uid, read again now, is `uid`."""
+
+    def __init__(self, table: ProcessTable, uid: int, others: list[Proc]) -> None:
+        self.table, self.uid, self.others = table, uid, others
+
+    def __iter__(self):
+        for proc in self.others:
+            now = self.table.restat(proc.pid)
+            if now is not None and now.uid == self.uid:
+                yield now
 
 
 def _handed_out_since(pid: int, old: int, new: int) -> bool:
@@ -220,7 +254,14 @@ class Attributor:
 
     def _refresh(self) -> None:
         self._last_refresh = self._sample
+        first = self.table.last_pid < 0
         gone, born = self.table.refresh()
+        if first:
+            # The processes found at start are not newborn: they have long since opened
+            # their files, so their fd counts can be trusted like anyone's. (Counting them
+            # young made every retry for a socket nobody can name re-read every descriptor
+            # of every process during the first YOUNG samples.)
+            born = set()
         for pid in gone:
             self._fd_cache.pop(pid, None)
             self._recent.pop(pid, None)
@@ -298,6 +339,11 @@ class Attributor:
         passes = [(recent, True), ([p for p in order if p.uid in uids], thorough)]
         if self.root_view:
             passes.append(([p for p in order if p.uid not in uids], thorough))
+        elif me in uids:
+            # Processes that were another user when the table read them and may be ours now
+            # (a root shell exec'ing a program as us): their uid is read again, lazily, only
+            # when a socket of ours is still missing after our own processes were searched.
+            passes.append((_Changed(self.table, me, [p for p in order if p.uid != me]), thorough))
         fresh: set[int] = set()  # read in full during this search
         for candidates, full in passes:
             for proc in candidates:

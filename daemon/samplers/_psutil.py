@@ -1,4 +1,4 @@
-"""Portable sampler: psutil. Imports: psutil, daemon.model, daemon.classify, daemon.snapshot, _owners.
+"""Portable sampler: psutil. Imports: psutil, daemon.model, daemon.classify, _owners, _forwarders.
 
 For macOS, Windows, the BSDs, and Linux without netlink. Known limits, kept
 visible rather than papered over:
@@ -8,10 +8,17 @@ visible rather than papered over:
 - it does not report a socket's uid, so an owner it cannot see has uid null.
 Where the system-wide call is denied (macOS without root), it asks each
 process it may inspect and marks the snapshot partial.
+
+Units: on Windows, the services a listening process hosts (svchost's, by pid,
+from `psutil.win_service_iter()`), asked again only when the set of listening
+pids changes; elsewhere psutil knows no cgroup, so `unit` stays None. Owners
+here are read from the descriptors (`via="fd"`); a forwarder's listener carries
+its target when its command line says it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -22,9 +29,36 @@ import psutil
 
 from ..addresses import classify
 from ..errors import SampleError
-from ..model import Listener, Owner, Snapshot, Transport, sort_owners
+from ..model import Listener, Owner, Snapshot, Transport, Unit, UnitKind, sort_owners
 from ..snapshot import merge
+from ._forwarders import forward_of, forwarder_name
 from ._owners import OwnerReader, unknown_owner
+
+ServiceList = Callable[[], Iterable[tuple[str, int | None]]]
+
+
+def windows_services() -> Iterable[tuple[str, int | None]]:
+    """(service name, pid or None when stopped) for every Windows service."""
+    for service in psutil.win_service_iter():
+        try:
+            yield service.name(), service.pid()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, OSError):
+            continue
+
+
+def services_by_pid(services: Iterable[tuple[str, int | None]]) -> dict[int, tuple[str, ...]]:
+    out: dict[int, list[str]] = {}
+    for name, pid in services:
+        if pid:
+            out.setdefault(pid, []).append(name)
+    return {pid: tuple(sorted(names, key=str.lower)) for pid, names in out.items()}
+
+
+def service_unit(names: tuple[str, ...]) -> Unit | None:
+    """The unit of a process hosting these services: the first by name, all of them in `services`."""
+    if not names:
+        return None
+    return Unit(UnitKind.WINDOWS_SERVICE, names[0], services=names if len(names) > 1 else ())
 
 
 def _is_listener(conn) -> bool:
@@ -36,9 +70,13 @@ def _is_listener(conn) -> bool:
 class PsutilSampler:
     name = "psutil"
 
-    def __init__(self, *, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(self, *, clock: Callable[[], datetime] | None = None, services: ServiceList | None = None) -> None:
         self._clock = clock or (lambda: datetime.now(timezone.utc))
         self._owners = OwnerReader()
+        self._services = services if services is not None else (windows_services if os.name == "nt" else None)
+        self._service_pids: frozenset[int] | None = None
+        self._by_pid: dict[int, tuple[str, ...]] = {}
+        self.notes: list[str] = []
 
     def close(self) -> None:
         pass
@@ -62,7 +100,9 @@ class PsutilSampler:
         owners: dict[int, Owner | None] = {}  # one read per process per sample, however many sockets
         for pid, _ in conns:
             if pid and pid not in owners:
-                owners[pid] = self._owners.read(pid)
+                owner = self._owners.read(pid)
+                owners[pid] = dataclasses.replace(owner, via="fd") if owner is not None else None
+        self._refresh_services(frozenset(owners))
         listeners = merge(self._listener(owners.get(pid), c) for pid, c in conns)
         return Snapshot(
             listeners,
@@ -80,15 +120,36 @@ class PsutilSampler:
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
 
+    def _refresh_services(self, pids: frozenset[int]) -> None:
+        """pid -> hosted services, asked again only when the listening pids changed."""
+        if self._services is None or pids == self._service_pids:
+            return
+        self._service_pids = pids
+        try:
+            self._by_pid = services_by_pid(self._services())
+        except (OSError, psutil.Error) as err:
+            self._by_pid = {}
+            self.notes = [f"the Windows services could not be listed ({err}), so listeners have no service name"]
+        else:
+            self.notes = []
+
     def _listener(self, owner: Owner | None, conn) -> Listener:
         address, port = conn.laddr.ip, conn.laddr.port
         family = 6 if conn.family == socket.AF_INET6 else 4
+        transport = Transport.TCP if conn.type == socket.SOCK_STREAM else Transport.UDP
+        forward = None
+        if owner is not None:
+            name = forwarder_name(owner.name, owner.cmdline)
+            if name:
+                forward = forward_of(name, owner.cmdline, transport, address, port)
         return Listener(
-            Transport.TCP if conn.type == socket.SOCK_STREAM else Transport.UDP,
+            transport,
             family,
             address,
             port,
             classify(address),
             False,
             sort_owners([owner]) if owner else (unknown_owner(None),),
+            unit=service_unit(self._by_pid.get(owner.pid, ())) if owner is not None and owner.pid else None,
+            forward=forward,
         )

@@ -1,5 +1,5 @@
 """Linux sampler: netlink sock_diag dumps with the kernel's state filter. Imports: daemon.model,
-daemon.classify, daemon.snapshot, the sibling _procfs and _owners modules.
+daemon.classify, the sibling _procfs, _owners, _cgroup, _forwarders and _engine_api modules.
 
 Three dumps per sample. TCP uses the older TCPDIAG_GETSOCK request, which the
 kernel still serves and which walks the listening table once for both families
@@ -9,7 +9,21 @@ TCP dumps instead. The kernel filters by
 state, so established connections never cross into user space: TCP asks for
 LISTEN only, UDP for unconnected (TCP_CLOSE) sockets only. Each reply record
 carries the socket's uid and inode, and for IPv6 listening and unconnected
-sockets the IPV6_V6ONLY flag. Owners come from the inode cache in _procfs.
+sockets the IPV6_V6ONLY flag, and its cgroup id (INET_DIAG_CGROUP_ID). The
+kernel (5.7+) adds the cgroup id to every reply unasked: the request's `ext`
+bitmask is a u8 and has no bit for attribute 21, and none is needed. Owners come
+from the inode cache in _procfs; units from the cgroup id, cached in _cgroup.
+
+When no process can be seen holding a socket (another user's, without root):
+1. the only process of the socket's uid in the socket's cgroup is its inferred
+   owner (`via="cgroup"`), unless that process's descriptors were ours to read;
+   several are counted (`Listener.candidates`), never guessed between;
+2. else a forwarder (docker-proxy, pasta) of the socket's uid whose command line
+   names exactly this socket's key is its owner (`via="cmdline"`).
+Both are re-derived when the process table is refreshed, never on a steady sample.
+A forwarder's listener carries where it forwards to; with the Engine API,
+containers get their name, image and compose labels, and ports Docker publishes
+with no socket here are listed (`Listener.socket` False).
 
 Structures (linux/inet_diag.h, linux/sock_diag.h, linux/netlink.h):
   nlmsghdr          u32 len, u16 type, u16 flags, u32 seq, u32 pid
@@ -18,11 +32,13 @@ Structures (linux/inet_diag.h, linux/sock_diag.h, linux/netlink.h):
   inet_diag_sockid  be16 sport, be16 dport, be32 src[4], be32 dst[4], u32 if, u32 cookie[2]
   inet_diag_msg     u8 family, u8 state, u8 timer, u8 retrans, inet_diag_sockid,
                     u32 expires, u32 rqueue, u32 wqueue, u32 uid, u32 inode
-followed by rtattrs (u16 len, u16 type), 4-byte aligned.
+followed by rtattrs (u16 len, u16 type), 4-byte aligned; INET_DIAG_CGROUP_ID (21)
+holds a u64 (after an INET_DIAG_PAD attribute when it needs one to be aligned).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import struct
@@ -35,6 +51,10 @@ from ..addresses import classify, is_dual_stack
 from ..errors import SampleError
 from ..model import Listener, Owner, Snapshot, Transport, sort_owners
 from ..snapshot import merge
+from ._cgroup import Cgroups
+from ._engine_api import Engine
+from ._enrich import enrich
+from ._forwarders import claims, forward_of, forwarder_name, is_watched
 from ._owners import OwnerReader, unknown_owner
 from ._procfs import PROC, Attributor
 
@@ -48,6 +68,7 @@ NLMSG_DONE = 3
 TCP_LISTEN = 10
 TCP_CLOSE = 7
 INET_DIAG_SKV6ONLY = 11
+INET_DIAG_CGROUP_ID = 21
 
 _NLMSGHDR = struct.Struct("=IHHII")
 _REQ = struct.Struct("=BBBBI48s")
@@ -55,6 +76,7 @@ _REQ_COMPAT = struct.Struct("=BBBB48sII")
 _MSG = struct.Struct("=BBBBHH16s16sI8xIIIII")  # ports are big-endian: ntohs
 _RTA = struct.Struct("=HH")
 _ERR = struct.Struct("=i")
+_U64 = struct.Struct("=Q")
 
 _FLAGS = NLM_F_REQUEST | NLM_F_DUMP
 _SEQ = 0x70626C6C  # our requests' sequence number: the kernel echoes it in every reply message
@@ -80,8 +102,8 @@ _UDP_EACH = (
     (Transport.UDP, _request(socket.AF_INET6, socket.IPPROTO_UDP, 1 << TCP_CLOSE)),
 )
 
-# one raw record: (transport, family, address, port, v6only, uid, inode)
-Raw = tuple[Transport, int, str, int, "bool | None", int, int]
+# one raw record: (transport, family, address, port, v6only, uid, inode, cgroup id or None)
+Raw = tuple[Transport, int, str, int, "bool | None", int, int, "int | None"]
 
 
 def parse(transport: Transport, data: memoryview, out: list[Raw]) -> bool:
@@ -100,7 +122,7 @@ def parse(transport: Transport, data: memoryview, out: list[Raw]) -> bool:
         if kind == SOCK_DIAG_BY_FAMILY or kind == TCPDIAG_GETSOCK:
             family, _state, _t, _r, sport, _dport, src, _dst, ifindex, _e, _rq, _wq, uid, inode = _MSG.unpack_from(data, body)
             fam, address = _address(family, src, ifindex)
-            v6only = None
+            v6only = cgroup = None
             attr, stop = body + _MSG.size, offset + length
             while attr + _RTA.size <= stop:
                 alen, atype = _RTA.unpack_from(data, attr)
@@ -108,8 +130,10 @@ def parse(transport: Transport, data: memoryview, out: list[Raw]) -> bool:
                     break
                 if atype == INET_DIAG_SKV6ONLY:
                     v6only = bool(data[attr + _RTA.size])
+                elif atype == INET_DIAG_CGROUP_ID and alen >= _RTA.size + 8:
+                    (cgroup,) = _U64.unpack_from(data, attr + _RTA.size)
                 attr += (alen + 3) & ~3
-            out.append((transport, fam, address, socket.ntohs(sport), v6only, uid, inode))
+            out.append((transport, fam, address, socket.ntohs(sport), v6only, uid, inode, cgroup))
         offset += (length + 3) & ~3
     return False
 
@@ -148,7 +172,14 @@ def _ifname(index: int) -> str:
 class SockDiagSampler:
     name = "sockdiag"
 
-    def __init__(self, *, clock: Callable[[], datetime] | None = None, proc_root: str = PROC) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        proc_root: str = PROC,
+        engine: Engine | None = None,
+        cgroups: Cgroups | None = None,
+    ) -> None:
         try:
             self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG)
         except (OSError, AttributeError) as err:
@@ -163,6 +194,18 @@ class SockDiagSampler:
         self._parsed: dict[bytes, tuple[list[bytes], list[Raw]]] = {}  # request -> (reply buffers, records)
         self._built: dict[tuple, Listener] = {}  # (raw record, holders) -> listener
         self._owner_memo: dict[tuple[int, int], Owner | None] = {}  # (pid, start ticks) -> owner
+        self._cgroups = cgroups if cgroups is not None else Cgroups(proc_root=proc_root)
+        self._engine = engine if engine is not None else Engine()
+        self._epoch = -1  # the process table's epoch the inferences below were made at
+        self._inferred: dict[tuple[int, int], tuple[int, ...] | int | None] = {}  # (cgroup id, uid) -> candidates
+        self._forwarders: dict[tuple[int, int], tuple[str, tuple[str, ...], int | None]] = {}  # (pid, start) -> (name, cmdline, uid)
+        self._claims: dict[tuple, int] = {}  # (transport, address or None, port) -> forwarder pid
+        self._infer_gen = 0
+
+    @property
+    def notes(self) -> list[str]:
+        """Sentences saying what this view is missing and why (for `portbell status`)."""
+        return [n for n in (self._cgroups.missing, self._engine.missing) if n]
 
     def close(self) -> None:
         self._sock.close()
@@ -212,7 +255,10 @@ class SockDiagSampler:
         started = time.perf_counter()
         raws = self.dump()
         holders = self._attributor.attribute({raw[6]: raw[5] for raw in raws})
-        key = (tuple(raws), self._attributor.generation)
+        if self._attributor.table.epoch != self._epoch:
+            self._epoch = self._attributor.table.epoch
+            self._reconsider(raws, holders)
+        key = (tuple(raws), self._attributor.generation, self._infer_gen, self._engine.generation)
         if key != self._cache_key:
             self._cache_key, self._cache = key, self._rebuild(raws, holders)
         return Snapshot(
@@ -223,28 +269,104 @@ class SockDiagSampler:
             duration_s=time.perf_counter() - started,
         )
 
+    def _reconsider(self, raws: list[Raw], holders: dict[int, frozenset[int]]) -> None:
+        """After a refresh of the process table: the forwarders, the Engine API (only if the
+        container processes changed), and the candidates for sockets nobody is seen holding."""
+        table = self._attributor.table
+        watched: dict[tuple[int, int], tuple[str, tuple[str, ...], int | None]] = {}
+        for proc in table.procs.values():
+            if proc.comm and is_watched(proc.comm):
+                ident = (proc.pid, proc.start)
+                watched[ident] = self._forwarders.get(ident) or self._describe(proc.pid, proc.comm)
+        self._forwarders = watched
+        claimed: dict[tuple, int] = {}
+        for (pid, _start), (name, cmdline, _uid) in watched.items():
+            if name:
+                for claim in claims(name, cmdline):
+                    claimed[claim] = pid
+        self._engine.refresh(frozenset(watched))
+        inferred: dict[tuple[int, int], tuple[int, ...] | int | None] = {}
+        for raw in raws:
+            if raw[7] is not None and not holders[raw[6]] and (raw[7], raw[5]) not in inferred:
+                self._cgroups.path(raw[7])
+                inferred[(raw[7], raw[5])] = self._cgroups.candidates(raw[7], raw[5])
+        if inferred != self._inferred or claimed != self._claims:
+            self._infer_gen += 1
+        self._inferred, self._claims = inferred, claimed
+
+    def _describe(self, pid: int, comm: str) -> tuple[str, tuple[str, ...], int | None]:
+        """(forwarder name or "", command line, real uid) of a watched process, read once."""
+        try:
+            with open(f"{self._attributor.root}/{pid}/cmdline", "rb") as f:
+                cmdline = tuple(a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a)
+            with open(f"{self._attributor.root}/{pid}/status", "rb") as f:
+                uid = next((int(line.split()[1]) for line in f if line.startswith(b"Uid:")), None)
+        except (OSError, ValueError, IndexError):
+            return "", (), None
+        return forwarder_name(comm, cmdline) or "", cmdline, uid
+
     def _rebuild(self, raws: list[Raw], holders: dict[int, frozenset[int]]) -> dict:
-        """Only records not seen with the same holders last time are turned into listeners."""
+        """Only records not seen with the same holders (and inference) last time are turned into listeners."""
         built: dict[tuple, Listener] = {}
         for raw in raws:
-            ident = (raw, holders[raw[6]])
+            pids = holders[raw[6]]
+            ident = (raw, pids, None if pids else self._inference(raw))
             li = self._built.get(ident)
-            built[ident] = li if li is not None else self._listener(raw, ident[1])
+            built[ident] = li if li is not None else self._listener(raw, pids, ident[2])
         self._built = built
-        live = {pid for _, pids in built for pid in pids}
+        live = {pid for _, pids, inferred in built for pid in pids} | {i[0] for _, _, i in built if i and i[0]}
         self._owner_memo = {k: v for k, v in self._owner_memo.items() if k[0] in live}
-        return merge(built.values())
+        return enrich(merge(built.values()), self._engine)
 
-    def _owner(self, pid: int) -> Owner | None:
+    def _inference(self, raw: Raw) -> tuple[int | None, str | None, int | None]:
+        """(inferred owner pid or None, how: "cgroup" | "cmdline", the count of candidates or None)."""
+        transport, _family, address, port, _v6, uid, _inode, cgroup = raw
+        cands = self._inferred.get((cgroup, uid)) if cgroup is not None else None
+        count = len(cands) if isinstance(cands, tuple) else cands
+        if isinstance(cands, tuple) and len(cands) == 1 and self._hidden(cands[0]):
+            return cands[0], "cgroup", 1
+        pid = self._claims.get((transport, address, port), self._claims.get((transport, None, port)))
+        if pid is not None and self._hidden(pid):
+            name, _cmd, fuid = self._forwarders.get((pid, self._start(pid)), ("", (), None))
+            if fuid == uid:
+                return pid, "cmdline", count
+        return None, None, count
+
+    def _hidden(self, pid: int) -> bool:
+        """Whether a process's descriptors were not ours to read (so it may hold what we could not see)."""
         proc = self._attributor.table.procs.get(pid)
-        ident = (pid, proc.start if proc else -1)
-        if ident not in self._owner_memo or proc is None:
-            self._owner_memo[ident] = self._owners.read(pid)
-        return self._owner_memo[ident]
+        if proc is None:
+            return False
+        if pid in self._attributor.denied:
+            return True
+        return not self._attributor.root_view and proc.uid != os.geteuid()
 
-    def _listener(self, raw: Raw, pids: frozenset[int]) -> Listener:
-        transport, family, address, port, v6only, uid, _inode = raw
+    def _start(self, pid: int) -> int:
+        proc = self._attributor.table.procs.get(pid)
+        return proc.start if proc else -1
+
+    def _owner(self, pid: int, via: str = "fd") -> Owner | None:
+        ident = (pid, self._start(pid))
+        if ident not in self._owner_memo or ident[1] < 0:
+            self._owner_memo[ident] = self._owners.read(pid)
+        owner = self._owner_memo[ident]
+        return dataclasses.replace(owner, via=via) if owner is not None and owner.via != via else owner
+
+    def _listener(self, raw: Raw, pids: frozenset[int], inferred) -> Listener:
+        transport, family, address, port, v6only, uid, _inode, cgroup = raw
         owners = [o for o in map(self._owner, pids) if o is not None]
+        candidates = None
+        if not owners and inferred is not None:
+            pid, via, candidates = inferred
+            owner = self._owner(pid, via) if pid is not None else None
+            if owner is not None:
+                owners = [owner]
+        forward = None
+        for owner in owners:
+            name = forwarder_name(owner.name, owner.cmdline)
+            if name:
+                forward = forward_of(name, owner.cmdline, transport, address, port)
+                break
         return Listener(
             transport,
             family,
@@ -253,6 +375,9 @@ class SockDiagSampler:
             classify(address),
             is_dual_stack(address, family, v6only),
             sort_owners(owners) if owners else (unknown_owner(uid),),
+            unit=self._cgroups.unit(cgroup),
+            forward=forward,
+            candidates=None if owners else candidates,
         )
 
     def _complete(self, raws: list[Raw]) -> bool:
