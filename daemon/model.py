@@ -195,18 +195,6 @@ class Unit:
     container: Container | None = None
     services: tuple[str, ...] = field(default=(), compare=False)
 
-    def label(self) -> str:
-        """`cups.service`, `firefox (app)`, `web (container, nginx:1.25)`: plain words, not escaped."""
-        c = self.container
-        if c is not None:
-            extra = ", ".join(x for x in ("container", c.image) if x)
-            return f"{c.name or c.short_id} ({extra})"
-        if self.kind in (UnitKind.SERVICE, UnitKind.SCOPE, UnitKind.SESSION, UnitKind.SLICE, UnitKind.CGROUP):
-            return self.name
-        if self.kind is UnitKind.USER_SERVICE and self.uid is not None:
-            return f"{self.name} (user {self.uid})"
-        return f"{self.name} ({self.kind})"
-
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"kind": str(self.kind), "name": self.name, "cgroup": self.cgroup}
         if self.uid is not None:

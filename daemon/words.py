@@ -11,7 +11,7 @@ import shlex
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
-from .model import Event, EventKind, Exposure, Listener, Owner, Recorded
+from .model import Event, EventKind, Exposure, Listener, Owner, Recorded, Unit, UnitKind
 from .ports import service_name
 
 # ------------------------------------------------------------------ exposure
@@ -109,6 +109,19 @@ def _first_and_more(li: Listener, say, nobody: str, more: str) -> str:
 def first_name(li: Listener) -> str | None:
     """The first owner's process name that is known."""
     return next((o.name for o in li.owners if o.name), None)
+
+
+def unit_label(unit: Unit) -> str:
+    """`cups.service`, `firefox (app)`, `pipewire.service (user 1000)`, `web (container, nginx:1.25)`."""
+    c = unit.container
+    if c is not None:
+        extra = ", ".join(x for x in ("container", c.image) if x)
+        return f"{c.name or c.short_id} ({extra})"
+    if unit.kind in (UnitKind.SERVICE, UnitKind.SCOPE, UnitKind.SESSION, UnitKind.SLICE, UnitKind.CGROUP):
+        return unit.name
+    if unit.kind is UnitKind.USER_SERVICE and unit.uid is not None:
+        return f"{unit.name} (user {unit.uid})"
+    return f"{unit.name} ({unit.kind})"
 
 
 # ------------------------------------------------------------------ small words

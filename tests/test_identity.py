@@ -15,6 +15,7 @@ import pytest
 from portbell.daemon.config import load
 from portbell.daemon.model import Container, Exposure, Forward, Listener, Owner, Transport, Unit, UnitKind
 from portbell.daemon.rules import Rule, program_of
+from portbell.daemon.words import unit_label
 from portbell.daemon.samplers import _procfs
 from portbell.daemon.samplers._cgroup import unit_of
 from portbell.daemon.samplers._forwarders import claims, forward_of, forwarder_name
@@ -111,10 +112,10 @@ def test_a_record_from_before_units_still_loads():
 
 
 def test_units_label_in_plain_words():
-    assert Unit(UnitKind.SERVICE, "cups.service").label() == "cups.service"
-    assert Unit(UnitKind.APP, "firefox").label() == "firefox (app)"
-    assert Unit(UnitKind.USER_SERVICE, "pipewire.service", uid=1000).label() == "pipewire.service (user 1000)"
-    assert full_listener().forward.container and Unit(UnitKind.CONTAINER, CID[:12], container=full_listener().forward.container).label() == "shop-web-1 (container, nginx:1.25)"
+    assert unit_label(Unit(UnitKind.SERVICE, "cups.service")) == "cups.service"
+    assert unit_label(Unit(UnitKind.APP, "firefox")) == "firefox (app)"
+    assert unit_label(Unit(UnitKind.USER_SERVICE, "pipewire.service", uid=1000)) == "pipewire.service (user 1000)"
+    assert full_listener().forward.container and unit_label(Unit(UnitKind.CONTAINER, CID[:12], container=full_listener().forward.container)) == "shop-web-1 (container, nginx:1.25)"
 
 
 # ------------------------------------------------------------------ rules
