@@ -26,10 +26,11 @@ from pathlib import Path
 from ..daemon import paths
 from ..daemon.session import graphical_session
 from ..daemon.model import Listener
-from . import guard, icon as icons, menu, system
+from . import icon as icons, menu, system
 from .alerts import Batcher
 from .menu import Action, Item, View
 from .notify import Notifier
+from .process import stop_process
 from .state import Record, TrayState
 
 log = logging.getLogger("portbell.tray")
@@ -545,77 +546,6 @@ def autostart_status() -> bool | None:
         return None
     # active None: no service manager to ask (an XDG autostart entry): installed is the answer
     return any(e.active if e.active is not None else bool(getattr(e, "installed", False)) for e in entries)
-
-
-def live_process(pid: int):
-    """The process that has `pid` now, as guard.Live; None when there is none."""
-    import psutil
-
-    try:
-        p = psutil.Process(pid)
-        with p.oneshot():
-            uid = p.uids().real if hasattr(p, "uids") else None
-            try:
-                user = p.username()
-            except (psutil.AccessDenied, KeyError):
-                user = None
-            return guard.Live(pid=pid, create_time=p.create_time(), uid=uid, name=p.name(), user=user)
-    except psutil.NoSuchProcess:
-        return None
-
-
-def stop_process(pid: int | None, started_at: datetime | None, name: str | None) -> tuple[str, str]:
-    """Send SIGTERM to the recorded process, after the guard agreed. Returns (title, body) for the user.
-
-    On Linux a pidfd is opened before the check: it names one process for good,
-    so the process that passed the check is the one signalled, even if it exits
-    and its pid is reused in between.
-    """
-    import psutil
-
-    label = f"{name or '?'} (pid {pid})"
-    pidfd = None
-    try:
-        if pid is not None and pid > 1 and hasattr(os, "pidfd_open"):
-            try:
-                pidfd = os.pidfd_open(pid)
-            except ProcessLookupError:
-                return "Not stopped", f"{label} has already exited"
-            except OSError:
-                pidfd = None
-        try:
-            live = live_process(pid) if pid is not None and pid > 1 else None
-        except psutil.AccessDenied:
-            return "Not stopped", f"not allowed to inspect {label}"
-        my_user = None
-        if not hasattr(os, "getuid"):
-            import getpass
-
-            my_user = getpass.getuser()
-        reason = guard.refusal(
-            pid,
-            started_at,
-            live,
-            my_uid=os.getuid() if hasattr(os, "getuid") else None,
-            my_pid=os.getpid(),
-            name=name,
-            my_user=my_user,
-        )
-        if reason is not None:
-            return "Not stopped", reason
-        try:
-            if pidfd is not None:
-                signal.pidfd_send_signal(pidfd, signal.SIGTERM)
-            else:
-                psutil.Process(pid).terminate()
-        except (ProcessLookupError, psutil.NoSuchProcess):
-            return "Not stopped", f"{label} has already exited"
-        except (PermissionError, psutil.AccessDenied):
-            return "Not stopped", f"not allowed to stop {label}"
-        return f"Stopping {name or 'the process'}", f"sent SIGTERM to {label}"
-    finally:
-        if pidfd is not None:
-            os.close(pidfd)
 
 
 # ------------------------------------------------------------------ entry
