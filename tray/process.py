@@ -3,7 +3,7 @@
 "Stop process" names a process as the daemon recorded it: pid and create time.
 By the time the user clicks, that pid may belong to another process (pids are
 reused), to another user, or to nobody. `stop_process` looks the live process
-up (psutil, imported here lazily) and asks `refusal`, which is pure; it signals
+up with psutil and asks `refusal`, which is pure; it signals
 only when the answer is None, and on Linux it holds a pidfd from before the
 check to the signal, so the process checked is the process signalled.
 """

@@ -1,5 +1,4 @@
 """What the tray knows: the daemon's record (read-only) and the tray's own small state file.
-Imports: daemon.store, daemon.model, daemon.rules, daemon.paths.
 
 The record is opened read-only and polled with `PRAGMA data_version`, one
 cheap query a second; only when another connection committed is anything read.

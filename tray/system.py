@@ -1,5 +1,4 @@
 """The tray's reach into the desktop: clipboard, opener, the daemon's start, the session.
-Imports: the standard library (and daemon.service's InstanceLock, lazily).
 
 Every program is run with an argument list, never through a shell. Programs
 that outlive the call (an opener, the daemon) are started detached and reaped
