@@ -149,7 +149,7 @@ def test_the_walk_sees_imports_at_every_depth():
 
 
 def test_psutil_only_in_the_samplers_and_the_trays_stop_action():
-    allowed = ("portbell.daemon.samplers", "portbell.tray.app", "portbell.tray.process")
+    allowed = ("portbell.daemon.samplers", "portbell.tray.process")
     assert [(n, m) for n, m in _owners("psutil") if not n.startswith(allowed)] == []
 
 

@@ -18,7 +18,8 @@ import pytest
 from portbell.daemon.addresses import classify
 from portbell.daemon.model import Event, EventKind, Listener, Owner, Recorded, Transport
 from portbell.daemon.rules import Rule
-from portbell.tray import alerts, guard, icon, menu, notify
+from portbell.tray import alerts, icon, menu, notify
+from portbell.tray import process as guard
 from portbell.tray.menu import Action, View
 
 T0 = datetime(2026, 11, 26, 9, 0, 0, tzinfo=timezone.utc)
@@ -419,7 +420,7 @@ def _sleeper():
 
 
 def test_stop_process_never_signals_a_process_whose_start_time_differs():
-    from portbell.tray.app import stop_process
+    from portbell.tray.process import stop_process
 
     child = _sleeper()
     try:
@@ -438,7 +439,7 @@ def test_stop_process_never_signals_a_process_whose_start_time_differs():
 
 
 def test_stop_process_refuses_pid_1_and_itself():
-    from portbell.tray.app import stop_process
+    from portbell.tray.process import stop_process
 
     assert "init" in stop_process(1, T0, "init")[1]
     me = psutil.Process(os.getpid())

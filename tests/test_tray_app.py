@@ -229,7 +229,7 @@ def test_show_recent_events_writes_them_and_says_when_nothing_can_open_them(tray
 
 def test_open_settings_creates_a_commented_template_that_checks_clean(home):
     from portbell.daemon import config
-    from portbell.tray.app import ensure_config
+    from portbell.tray.actions import ensure_config
 
     path = ensure_config(home / "cfg" / "config.toml")
     text = path.read_text()
@@ -263,7 +263,7 @@ def test_the_menu_becomes_pystray_objects_whose_clicks_queue_actions(pystray_dum
 def test_autostart_toggle_calls_the_autostart_module_or_is_disabled_without_it(tray, monkeypatch):
     import types
 
-    from portbell.tray import app as appmod
+    from portbell.tray import actions as appmod
 
     app, *_ = tray
     calls = []

@@ -300,10 +300,10 @@ def test_an_exposed_listener_rings_naming_its_port_and_program(tray, child):
     c = child(name)
     found = poll(lambda: notifications_about(tray.desktop, name), 20, 0.2, f"a notification about {name}")
     text = shown_text(found[0]["message"])
-    # alone: "... is now listening on 0.0.0.0:PORT (tcp), reachable from your network";
+    # alone: "... is now listening on 0.0.0.0:PORT (tcp), reachable from other machines";
     # coalesced with whatever else opened meanwhile on this machine: "PORT tcp  NAME (pid N)  0.0.0.0  (all-interfaces)"
     assert f"0.0.0.0:{c.port}" in text or f"{c.port} tcp  {name} (pid {c.proc.pid})  0.0.0.0" in text, text
-    assert f"{name} (pid {c.proc.pid})" in text and ("reachable from your network" in text or "(all-interfaces)" in text)
+    assert f"{name} (pid {c.proc.pid})" in text and ("reachable from other machines" in text or "(all-interfaces)" in text)
     assert found[0]["appname"] == "portbell"
     poll(lambda: f"{c.port} tcp  {name} ({c.proc.pid})  0.0.0.0" in tray.menu(), 10, what="the listener in the menu")
     assert poll(lambda: tray.desktop.find_in_tray(lambda r, g, b: near((r, g, b), LOOKS["alert"])), 10, what="the red alert icon")

@@ -1,8 +1,10 @@
 """portbell's desktop face: installed as portbell.tray.
 
-Layers (arrows point down): app.py composes and is the only pystray import;
-notify.py (plyer), icon.py (Pillow), state.py (reads the daemon's record),
-system.py (clipboard, opener, the daemon's start); menu.py, alerts.py and
-guard.py are pure. The tray reads what the daemon records and never samples
-sockets itself; it writes only decisions (trust, mute) into the record.
+app.py is the tray's loop (the icon and its menu, shown on the toolkit's thread, and the
+entry point); actions.py does what a menu item asks; process.py stops a process, with the
+guard against a reused pid; notify.py sends notifications, icon.py draws the icon, state.py
+reads the daemon's record and keeps the tray's own state, system.py reaches the desktop
+(clipboard, opener, the daemon's start); menu.py and alerts.py are pure. The tray reads what
+the daemon records and never samples sockets itself; it writes only decisions (trust, mute)
+into the record.
 """

@@ -1,14 +1,13 @@
-"""`portbell tray`: the icon, its menu and the notifications. Compose layer.
-Imports: pystray (here only, lazily), psutil (Stop process only), and the tray's modules.
+"""`portbell tray`: the tray's loop, which shows the record as an icon, a menu and notifications.
 
 Threads. pystray runs the toolkit's loop on the main thread. One worker thread
 (pystray's setup thread) does everything else: it sleeps until the record's
 folder is written (inotify on Linux; elsewhere it polls every two seconds),
 then asks `PRAGMA data_version` whether the daemon committed and reads only
-then; it sends notifications and carries out the menu's actions, which the
-menu only queues. Whatever touches the toolkit (menu, image, tooltip) is handed to the
-toolkit's thread (GLib.idle_add on the GTK backends) and only when it changed:
-rebuilding a menu closes it if it is open.
+then; it sends notifications and carries out the menu's actions (tray/actions.py),
+which the menu only queues. Whatever touches the toolkit (menu, image, tooltip) is
+handed to the toolkit's thread (GLib.idle_add on the GTK backends) and only when it
+changed: rebuilding a menu closes it if it is open.
 """
 
 from __future__ import annotations
@@ -25,8 +24,8 @@ from pathlib import Path
 
 from ..daemon import paths
 from ..daemon.session import graphical_session
-from ..daemon.model import Listener
-from . import guard, icon as icons, menu, system
+from . import icon as icons, menu, system
+from .actions import Actions, autostart_status
 from .alerts import Batcher
 from .menu import Action, Item, View
 from .notify import Notifier
@@ -42,7 +41,6 @@ MARKS_S = 60.0  # how often expiring rules are re-evaluated when nothing else ch
 BACKLOG_S = 300.0  # at start, alerts older than this are counted as unseen, not announced
 ICON_SIZE = 64  # the toolkit scales it to the panel
 GTK_BACKENDS = ("gtk", "appindicator")
-RECENT_EVENTS = 200
 
 XORG_HELP = (
     "only pystray's xorg backend is available here: the icon shows, but it has no menu and pystray "
@@ -116,7 +114,8 @@ class TrayApp:
         self.batcher = Batcher(self.config.coalesce_s, self.config.cooldown_s)
         self.notifier = notifier or Notifier()
         self.children = system.Children()
-        self.actions: queue.Queue[Action] = queue.Queue()
+        self.actions = Actions(self)
+        self.pending: queue.Queue[Action] = queue.Queue()  # do() queues, the worker carries out
         self._wake_r, self._wake_w = os.pipe()  # do() wakes the worker through it
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -175,7 +174,7 @@ class TrayApp:
 
     def do(self, action: Action) -> None:
         """Called by the menu (toolkit thread): the worker carries it out."""
-        self.actions.put(action)
+        self.pending.put(action)
         try:
             os.write(self._wake_w, b"!")
         except OSError:  # the pipe is full: the worker is awake anyway
@@ -200,8 +199,8 @@ class TrayApp:
                     self._daemon_at = 0.0  # the daemon wrote (or stopped): look at its lock too
                 if self._wake_r in ready:
                     _drain(self._wake_r)
-                while not self.actions.empty():
-                    action = self.actions.get_nowait()
+                while not self.pending.empty():
+                    action = self.pending.get_nowait()
                     try:
                         self.carry_out(action)
                     except Exception:
@@ -264,14 +263,14 @@ class TrayApp:
                 setattr(self.state, name, last_id)
                 dirty = True
         if dirty:
-            self._save()
+            self.save_state()
 
     def _news(self, mono: float, now: datetime) -> None:
         new = self.record.alerts_after(self.state.notified_id or 0)
         if not new:
             return
         self.state.notified_id = new[-1].id
-        self._save()
+        self.save_state()
         fresh = [r for r in new if r.event.at >= self.started_at - timedelta(seconds=BACKLOG_S)]
         self.batcher.add(fresh, mono, paused=self.paused(now))
 
@@ -329,7 +328,8 @@ class TrayApp:
             icon.menu = to_pystray(self.pystray, items, self.do)
             log.debug("menu rebuilt: %d items", len(items))
             if self.menu_dump:
-                _write_atomic(Path(self.menu_dump), menu.as_text(items) + "\n")
+                dump = Path(self.menu_dump)
+                paths.write_atomic(paths.private_dir(dump.parent) / dump.name, menu.as_text(items) + "\n")
         if state != before[1]:
             icon.icon = icons.draw(state[0], state[1], ICON_SIZE)
         if tip != before[2]:
@@ -341,109 +341,15 @@ class TrayApp:
     # -------------------------------------------------------------- actions
 
     def carry_out(self, action: Action) -> None:
-        verb, args = action.verb, action.args
-        now = self.now()
-        if verb == "quit":
-            self.stopping.set()
-            self.icon.stop()
-        elif verb == "seen":
-            self._mark_seen()
-        elif verb == "copy":
-            self._copy(args[0])
-        elif verb == "browse":
-            self._guarded(lambda: system.open_url(args[0]))
-        elif verb in ("trust", "mute"):
-            self._decide(verb, args[0], args[1] if len(args) > 1 else "always", now)
-        elif verb == "stop":
-            self._tell(*stop_process(*args))
-        elif verb == "pause":
-            self.state.paused_until = menu.pause_until(args[0], now)
-            self.batcher.drop()
-            self._save()
-        elif verb == "resume":
-            self.state.paused_until = None
-            self._save()
-        elif verb == "events":
-            self._guarded(lambda: system.open_path(self.write_recent_events(), self.children))
-            self._mark_seen()
-        elif verb == "all-listeners":
-            self._guarded(lambda: system.open_path(self.write_listeners(), self.children))
-        elif verb == "settings":
-            self._guarded(lambda: system.open_path(ensure_config(self.config_path), self.children))
-        elif verb == "autostart":
-            self._set_autostart(bool(args[0]))
-        elif verb == "start-daemon":
-            self.start_daemon()
-        else:
-            log.warning("unknown menu action %r", verb)
+        """On the worker: what the menu item does (tray/actions.py)."""
+        self.actions.carry_out(action)
 
     def start_daemon(self) -> None:
         system.start_daemon(self.children, paths.state_dir() / "daemon.log")
         self.daemon_grace_until = self.clock() + 10.0
         self.daemon = "running"
 
-    def _tell(self, title: str, body: str = "") -> None:
-        """Feedback for an action: a notification, and the log."""
-        log.warning("%s%s", title, f": {body}" if body else "")
-        self.notifier.send(title, body, timeout_s=6)
-
-    def _guarded(self, fn) -> None:
-        try:
-            fn()
-        except system.Unavailable as err:
-            self._tell("portbell", str(err))
-        except OSError as err:
-            self._tell("portbell", f"that did not work: {err}")
-
-    def _copy(self, text: str) -> None:
-        try:
-            tool = system.copy(text)
-        except system.Unavailable as err:
-            self._tell("Nothing copied", str(err))
-            return
-        log.info("copied %s to the clipboard with %s", text, tool)
-
-    def _mark_seen(self) -> None:
-        r = self.record.reading
-        if r is not None:
-            self.state.seen_id = max(self.state.seen_id or 0, r.last_id)
-            self._save()
-        self.unseen = 0
-
-    def _decide(self, verb: str, li: Listener, choice: str, now: datetime) -> None:
-        from dataclasses import replace
-
-        from ..daemon.record import Store
-
-        rule = menu.rule_for(li, verb, choice, now)
-        try:
-            store = Store.open(paths.database())
-            try:
-                rule_id = store.add_decision(rule)
-            finally:
-                store.close()
-        except Exception as err:  # StoreError, sqlite3.Error, OSError: say so, keep running
-            self._tell(f"Could not {verb}", str(err))
-            return
-        what = "Trusted" if verb == "trust" else "Muted"
-        self._tell(f"{what}: port {li.port}", f"{replace(rule, id=rule_id).describe()}. Undo with: portbell forget {rule_id}")
-
-    def _set_autostart(self, enable: bool) -> None:
-        try:
-            from ..daemon import autostart
-        except ImportError:
-            self.autostart = None
-            return
-        try:
-            written = autostart.enable("all") if enable else autostart.disable("all")
-        except Exception as err:
-            self._tell("Start at login: not changed", str(err))
-        else:
-            files = ", ".join(str(p) for p in written) or "nothing to change"
-            self._tell("Start at login: " + ("on" if enable else "off"), files)
-        self.autostart = autostart_status()
-
-    def _save(self) -> None:
+    def save_state(self) -> None:
         try:
             self.state.save(self.state_path)
         except OSError as err:
@@ -468,32 +374,6 @@ class TrayApp:
         if hasattr(self, "batcher"):
             self.batcher.configure(self.config.coalesce_s, self.config.cooldown_s)
 
-    # -------------------------------------------------------------- files to open
-
-    def write_recent_events(self) -> Path:
-        from ..daemon import words
-
-        path = paths.state_dir() / "recent-events.txt"
-        store = self.record.store
-        records = store.events(limit=RECENT_EVENTS) if store is not None else []
-        lines = [f"portbell: the last {len(records)} events, newest last (written {words.clock(self.now())}).", ""]
-        lines += [words.record_line(rec) for rec in records]
-        if not records:
-            lines.append("No events recorded yet.")
-        lines += ["", "More: portbell events --since 1d   (portbell events --help)"]
-        _write_atomic(path, "\n".join(lines) + "\n")
-        return path
-
-    def write_listeners(self) -> Path:
-        from ..daemon import words
-
-        path = paths.state_dir() / "listeners.txt"
-        r = self.record.reading
-        listeners = r.listeners if r else ()
-        text = words.listeners_table(listeners) if listeners else "Nothing listens."
-        _write_atomic(path, f"portbell: {len(listeners)} listeners (written {words.clock(self.now())}).\n\n{text}\n")
-        return path
-
 
 # ------------------------------------------------------------------ helpers
 
@@ -506,124 +386,13 @@ def _drain(fd: int) -> None:
         pass
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def ensure_config(path: Path) -> Path:
-    """The config file, created from the commented template when it does not exist."""
-    if path.exists():
-        return path
-    from ..daemon import config as configmod
-
-    doc = (configmod.__doc__ or "").splitlines()
-    body = "\n".join(("# " + line[4:] if line.startswith("    ") else "# " + line).rstrip() for line in doc[1:])
-    text = (
-        "# portbell configuration (TOML). Every setting is optional; remove the leading # to use one.\n"
-        "# Check it with: portbell config check\n#\n" + body.strip("\n") + "\n"
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, text)
-    return path
-
-
-def autostart_status() -> bool | None:
-    """Whether the tray starts at login; None when run-at-login is not available here."""
-    try:
-        from ..daemon import autostart
-    except ImportError:
-        return None
-    try:
-        entries = autostart.status("tray")
-    except Exception as err:
-        log.warning("cannot tell whether portbell starts at login: %s", err)
-        return None
-    # active None: no service manager to ask (an XDG autostart entry): installed is the answer
-    return any(e.active if e.active is not None else bool(getattr(e, "installed", False)) for e in entries)
-
-
-def live_process(pid: int):
-    """The process that has `pid` now, as guard.Live; None when there is none."""
-    import psutil
-
-    try:
-        p = psutil.Process(pid)
-        with p.oneshot():
-            uid = p.uids().real if hasattr(p, "uids") else None
-            try:
-                user = p.username()
-            except (psutil.AccessDenied, KeyError):
-                user = None
-            return guard.Live(pid=pid, create_time=p.create_time(), uid=uid, name=p.name(), user=user)
-    except psutil.NoSuchProcess:
-        return None
-
-
-def stop_process(pid: int | None, started_at: datetime | None, name: str | None) -> tuple[str, str]:
-    """Send SIGTERM to the recorded process, after the guard agreed. Returns (title, body) for the user.
-
-    On Linux a pidfd is opened before the check: it names one process for good,
-    so the process that passed the check is the one signalled, even if it exits
-    and its pid is reused in between.
-    """
-    import psutil
-
-    label = f"{name or '?'} (pid {pid})"
-    pidfd = None
-    try:
-        if pid is not None and pid > 1 and hasattr(os, "pidfd_open"):
-            try:
-                pidfd = os.pidfd_open(pid)
-            except ProcessLookupError:
-                return "Not stopped", f"{label} has already exited"
-            except OSError:
-                pidfd = None
-        try:
-            live = live_process(pid) if pid is not None and pid > 1 else None
-        except psutil.AccessDenied:
-            return "Not stopped", f"not allowed to inspect {label}"
-        my_user = None
-        if not hasattr(os, "getuid"):
-            import getpass
-
-            my_user = getpass.getuser()
-        reason = guard.refusal(
-            pid,
-            started_at,
-            live,
-            my_uid=os.getuid() if hasattr(os, "getuid") else None,
-            my_pid=os.getpid(),
-            name=name,
-            my_user=my_user,
-        )
-        if reason is not None:
-            return "Not stopped", reason
-        try:
-            if pidfd is not None:
-                signal.pidfd_send_signal(pidfd, signal.SIGTERM)
-            else:
-                psutil.Process(pid).terminate()
-        except (ProcessLookupError, psutil.NoSuchProcess):
-            return "Not stopped", f"{label} has already exited"
-        except (PermissionError, psutil.AccessDenied):
-            return "Not stopped", f"not allowed to stop {label}"
-        return f"Stopping {name or 'the process'}", f"sent SIGTERM to {label}"
-    finally:
-        if pidfd is not None:
-            os.close(pidfd)
-
-
 # ------------------------------------------------------------------ entry
 
 
 def run(verbose: bool = False) -> int:
     """`portbell tray`: exit 1 with a sentence when there is no desktop to show an icon in."""
-    from ..daemon.service import AlreadyRunning, InstanceLock
+    from ..daemon.errors import AlreadyRunning
+    from ..daemon.service import InstanceLock
 
     missing = graphical_session()
     if missing:

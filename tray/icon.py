@@ -1,4 +1,4 @@
-"""The tray icon, drawn with Pillow. Imports: PIL.
+"""The tray icon, drawn with Pillow.
 
 Three looks, by state, each a rounded badge with a dark rim so it stands out on
 light panels, filled with a saturated colour that stands out on dark ones:

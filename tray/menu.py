@@ -35,7 +35,7 @@ PAUSE_CHOICES = (("For 1 hour", "1h"), ("Until tomorrow", "tomorrow"))
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """What a menu item does, as data: tray/app.py carries it out."""
+    """What a menu item does, as data: tray/actions.py carries it out."""
 
     verb: str  # seen | copy | browse | trust | mute | stop | pause | resume | events | all-listeners |
     #            settings | autostart | start-daemon | quit

@@ -1,4 +1,4 @@
-"""Desktop notifications through plyer. Imports: plyer (lazily), html.
+"""Desktop notifications through plyer.
 
 The body is escaped (html.escape): notification servers render it as markup,
 and process names and command lines are chosen by whoever started the process.
