@@ -265,14 +265,14 @@ action(type="omfile" file="{out}" template="fields")
 class Rsyslog:
     """rsyslogd in the foreground with a private config, pid file, socket and output file."""
 
-    def __init__(self, program: str, folder: Path) -> None:
+    def __init__(self, program: str, folder: Path, conf: str = RSYSLOG_CONF, **options: str) -> None:
         self.program = program
         self.folder = folder
         self.socket = str(folder / "log.sock")
         self.out = folder / "out.jsonl"
         self.conf = folder / "rsyslog.conf"
         (folder / "work").mkdir(exist_ok=True)
-        self.conf.write_text(RSYSLOG_CONF.format(work=folder / "work", socket=self.socket, out=self.out))
+        self.conf.write_text(conf.format(work=folder / "work", socket=self.socket, out=self.out, **options))
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Rsyslog:
@@ -335,11 +335,59 @@ def test_syslog_rfc5424_message_with_structured_data_reaches_rsyslog(rsyslog):
     # rsyslog found the end of the structured data where we put it: the escapes held
     assert first["sd"] == structured_data(alert)
     assert 'name="we\\"ird\\]na\\\\me"' in first["sd"]
-    assert first["sd"].startswith('[portbell@32473 id="11" kind="opened" transport="tcp" address="0.0.0.0" port="8080"')
+    assert first["sd"].startswith('[portbell@32473 id="11" kind="opened" at="2026-11-26T09:00:05.000000Z" transport="tcp" address="0.0.0.0" port="8080"')
     assert 'exposure="all-interfaces"' in first["sd"] and 'pid="4343"' in first["sd"]
     assert first["msg"].strip() == sentence(alert)
     assert 'we"ird]na\\me (4343) is now listening on tcp 0.0.0.0:8080' in first["msg"]
     assert second["msg"].strip() == sentence(closed)
+
+
+# mmpstrucdata parses the structured data into $!rfc5424-sd (SD-IDs and names lowercased); the
+# input's timestamp options are the ones the README names. One line per message: the time rsyslog
+# kept as reported, a tab, the parsed tree as JSON.
+RSYSLOG_SD_CONF = """\
+global(workDirectory="{work}")
+module(load="imuxsock" SysSock.Use="off")
+module(load="mmpstrucdata")
+input(type="imuxsock" Socket="{socket}" UseSpecialParser="off" ParseHostname="on" CreatePath="on" {timestamps})
+template(name="parsed" type="string" string="%timereported:::date-rfc3339%\t%$!%\t%rawmsg%\n")
+action(type="mmpstrucdata")
+action(type="omfile" file="{out}" template="parsed")
+"""
+
+
+def _parsed(server: Rsyslog) -> list[tuple[datetime, dict]]:
+    if not server.out.exists():
+        return []
+    out = []
+    for line in server.out.read_text().splitlines():
+        reported, tree, raw = line.split("\t", 2)
+        if "portbell@32473" in raw:
+            out.append((datetime.fromisoformat(reported), json.loads(tree)))
+    return out
+
+
+@pytest.mark.parametrize("timestamps, keeps_header", [("", False), ('IgnoreTimestamp="off" UseSysTimeStamp="off"', True)])
+def test_syslog_event_time_reaches_rsyslog_as_structured_data_whatever_the_header_becomes(rsyslogd, short_dir, timestamps, keeps_header):
+    server = Rsyslog(rsyslogd, short_dir, RSYSLOG_SD_CONF, timestamps=timestamps).start()
+    try:
+        late = datetime(2026, 11, 20, 3, 4, 5, 678901, tzinfo=timezone.utc)  # an event handed over days later
+        records = [recorded(i, at=late, li=listener(8000 + i)) for i in range(1, 10)]
+        sink = SyslogSink(server.socket, host="h")
+        sink.emit(records, snap())
+        sink.close()
+        got = wait_for(lambda: _parsed(server) if len(_parsed(server)) == 9 else None, what="nine parsed messages")
+    finally:
+        server.stop()
+    for reported, tree in got:  # 9 of 9 parsed as RFC 5424 with structured data
+        params = tree["rfc5424-sd"]["portbell@32473"]
+        assert params["at"] == "2026-11-20T03:04:05.678901Z"
+        assert datetime.fromisoformat(params["at"].replace("Z", "+00:00")) == late
+        if keeps_header:
+            assert reported == late  # with both options off rsyslog keeps the header's time
+        else:
+            assert abs((reported - late).total_seconds()) > 3600  # the default: the time it arrived
+    assert sorted(int(tree["rfc5424-sd"]["portbell@32473"]["id"]) for _, tree in got) == list(range(1, 10))
 
 
 def test_syslog_without_a_socket_raises_and_the_dispatcher_delivers_once_rsyslog_is_up(rsyslog, caplog):
