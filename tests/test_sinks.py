@@ -79,12 +79,17 @@ def read_lines(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
+def ids(path):
+    """The record ids of the lines, in order (`counter` is the run's, `columns.id` the record's)."""
+    return [int(r["columns"]["id"]) if "columns" in r else None for r in read_lines(path)]
+
+
 def test_jsonl_writes_one_osquery_row_per_record_with_string_columns(tmp_path):
     sink = JsonLinesSink(tmp_path / "events.jsonl", host="ana-laptop")
     sink.emit([recorded(7, "opened"), recorded(8, "closed", li=listener(53, "127.0.0.1", "udp"), alert=False, reason="closed")], snap())
     sink.close()
     added, removed = read_lines(tmp_path / "events.jsonl")
-    assert set(added) == {"name", "hostIdentifier", "calendarTime", "unixTime", "epoch", "counter", "numerics", "action", "columns"}
+    assert set(added) == {"name", "hostIdentifier", "calendarTime", "unixTime", "epoch", "counter", "numerics", "decorations", "action", "columns"}
     assert (added["name"], added["hostIdentifier"], added["epoch"], added["numerics"]) == ("portbell_listeners", "ana-laptop", 0, False)
     assert (added["action"], added["counter"], added["unixTime"]) == ("added", 7, int(AT.timestamp()))
     assert added["calendarTime"] == "Thu Nov 26 09:00:05 2026 UTC"
@@ -95,7 +100,8 @@ def test_jsonl_writes_one_osquery_row_per_record_with_string_columns(tmp_path):
     assert cols["pid"] == "4242" and cols["name"] == "python3" and cols["cmdline"] == "python3 app.py"
     assert cols["user"] == "ana" and cols["uid"] == "1000" and cols["kind"] == "opened"
     assert cols["alert"] == "1" and cols["reason"] == "not trusted"
-    assert (removed["action"], removed["counter"]) == ("removed", 8)
+    assert (removed["action"], removed["columns"]["id"]) == ("removed", "8")
+    assert removed["counter"] == 7  # one sample (the same event time): one run, one counter
     assert removed["columns"]["transport"] == "udp" and removed["columns"]["exposure"] == "loopback"
     assert removed["columns"]["alert"] == "0"
 
@@ -139,17 +145,17 @@ def test_jsonl_appends_and_reopens_a_new_file_after_logrotate_moves_it_away(tmp_
     sink.emit([recorded(1)], snap())
     path.rename(tmp_path / "events.jsonl.1")  # what logrotate does (without copytruncate)
     sink.emit([recorded(2)], snap())
-    assert [r.get("counter") for r in read_lines(tmp_path / "events.jsonl.1")] == [None, 1]
-    assert [r["counter"] for r in read_lines(path)] == [2]
+    assert ids(tmp_path / "events.jsonl.1") == [None, 1]
+    assert ids(path) == [2]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     path.unlink()  # removed outright: a new file again
     sink.emit([recorded(3)], snap())
-    assert [r["counter"] for r in read_lines(path)] == [3]
+    assert ids(path) == [3]
     path.rename(tmp_path / "events.jsonl.2")  # logrotate's `create`: a new empty file takes the name at once
     path.write_text("")
     sink.emit([recorded(4)], snap())
-    assert [r["counter"] for r in read_lines(path)] == [4]
-    assert [r["counter"] for r in read_lines(tmp_path / "events.jsonl.2")] == [3]
+    assert ids(path) == [4]
+    assert ids(tmp_path / "events.jsonl.2") == [3]
     sink.close()
 
 
@@ -207,7 +213,7 @@ def test_jsonl_write_cut_short_reports_what_got_through_and_never_merges_lines(t
     parsed = []
     for text in lines:
         try:
-            parsed.append(json.loads(text)["counter"])
+            parsed.append(int(json.loads(text)["columns"]["id"]))
         except json.JSONDecodeError:
             parsed.append("torn")
     assert parsed == [1, "torn", 2, 3]
@@ -761,7 +767,7 @@ def test_a_raising_sink_does_not_keep_records_from_the_others(tmp_path):
     dispatcher.dispatch([recorded(1), recorded(2)], snap())
     dispatcher.dispatch([recorded(3)], snap())
     assert after.ids == [1, 2, 3]
-    assert [r["counter"] for r in read_lines(tmp_path / "e.jsonl")] == [1, 2, 3]
+    assert ids(tmp_path / "e.jsonl") == [1, 2, 3]
     status = {s["name"]: s for s in dispatcher.status()}
     assert not status["broken"]["ok"] and status["broken"]["pending"] == 3 and status["broken"]["error"] == "bug in a sink"
     assert status["recording"]["ok"] and status["jsonl"]["ok"]
@@ -870,7 +876,7 @@ def test_dispatcher_with_a_failing_hook_and_a_raising_sink_still_feeds_jsonl(tmp
     wait_for(lambda: hook.failed == 1, what="the hook to fail")
     dispatcher.dispatch([recorded(2)], snap())
     dispatcher.close()
-    assert [r["counter"] for r in read_lines(tmp_path / "e.jsonl")] == [1, 2]
+    assert ids(tmp_path / "e.jsonl") == [1, 2]
 
 
 # ------------------------------------------------------------------ configuration
@@ -886,7 +892,7 @@ def test_dispatcher_with_a_failing_hook_and_a_raising_sink_still_feeds_jsonl(tmp
         ({"hook": {"argv": ["x"], "timeout_s": 0}}, "sinks.hook.timeout_s: must be a number of seconds greater than 0"),
         ({"hook": {"argv": ["x"], "max_concurrent": True}}, "sinks.hook.max_concurrent: must be a whole number of at least 1"),
         ({"hook": {"argv": ["x"], "only_alerts": "yes"}}, "sinks.hook.only_alerts: must be true or false"),
-        ({"jsonl": {"pth": "/tmp/x"}}, "sinks.jsonl.pth: unknown key (allowed: enabled, fsync, path); did you mean 'path'?"),
+        ({"jsonl": {"pth": "/tmp/x"}}, "sinks.jsonl.pth: unknown key (allowed: enabled, format, fsync, mode, path); did you mean 'path'?"),
         ({"jsonl": {"path": "events.jsonl"}}, "sinks.jsonl.path: must be an absolute path"),
         ({"syslog": {"facility": "local9"}}, "sinks.syslog.facility: must be one of kern, user"),
         ({"syslog": "on"}, "sinks.syslog: must be a table"),
