@@ -661,7 +661,10 @@ def test_prometheus_textfile_has_every_exposure_and_transport_and_event_counters
     assert [s.value for s in got["portbell_view_complete"].samples] == [1]
     assert [s.value for s in got["portbell_start_time_seconds"].samples] == [1_795_683_600]
     labels = {name for f in got.values() for s in f.samples for name in s.labels}
-    assert labels <= {"exposure", "transport", "kind"}  # no pid, program or per-listener labels
+    assert labels <= {"exposure", "transport", "kind", "sampler"}  # no pid, program or per-listener labels
+    assert [(s.labels, s.value) for s in got["portbell_sampler_info"].samples] == [({"sampler": "test"}, 1)]
+    assert [s.value for s in got["portbell_up"].samples] == [1]
+    assert [s.value for s in got["portbell_last_sample_timestamp_seconds"].samples] == [AT.timestamp()]
     assert "# HELP portbell_listeners " in prom.read_text()
 
 

@@ -14,7 +14,7 @@ records committed since its last successful emit, oldest first, and the
 current snapshot (None when the sample failed: keep the last view). It is
 called every poll, usually with no records, and must then return at once
 unless it follows the snapshot (the Prometheus textfile does, and rewrites
-its file only when a count changed). `emit` never waits long: sockets have
+its file when a count changed and at its heartbeat). `emit` never waits long: sockets have
 timeouts and the hook runs its program in background threads. When it cannot
 deliver it raises (SinkError, with `delivered` = how many of the batch did get
 through); the Dispatcher keeps the rest and retries.
@@ -404,12 +404,17 @@ class Dispatcher:
             for lane in self._lanes
         ]
 
-    def close(self) -> None:
-        """One last try for held records (backoff ignored), then close every sink; never raises."""
+    def close(self, *, stopping: bool = True) -> None:
+        """One last try for held records (backoff ignored), then close every sink; never raises.
+
+        `stopping=False` is a reload: the sinks built next take over, so a sink that
+        has a `handover()` (the Prometheus textfile: it keeps saying the daemon is up)
+        is handed over instead of closed."""
         for lane in self._lanes:
             if lane.pending and not self._emit(lane, tuple(lane.pending), self._snapshot, held=True):
                 log.warning("sink %s: %d records never delivered (still in the store)", lane.sink.name, len(lane.pending))
+            finish = lane.sink.close if stopping else getattr(lane.sink, "handover", lane.sink.close)
             try:
-                lane.sink.close()
+                finish()
             except Exception:
                 log.exception("sink %s: error while closing", lane.sink.name)
