@@ -19,6 +19,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	@bash tests/desktop/setup.sh $(PY)
+	@bash tests/consumers/setup.sh $(PY)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

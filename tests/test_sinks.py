@@ -79,12 +79,17 @@ def read_lines(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
+def ids(path):
+    """The record ids of the lines, in order (`counter` is the run's, `columns.id` the record's)."""
+    return [int(r["columns"]["id"]) if "columns" in r else None for r in read_lines(path)]
+
+
 def test_jsonl_writes_one_osquery_row_per_record_with_string_columns(tmp_path):
     sink = JsonLinesSink(tmp_path / "events.jsonl", host="ana-laptop")
     sink.emit([recorded(7, "opened"), recorded(8, "closed", li=listener(53, "127.0.0.1", "udp"), alert=False, reason="closed")], snap())
     sink.close()
     added, removed = read_lines(tmp_path / "events.jsonl")
-    assert set(added) == {"name", "hostIdentifier", "calendarTime", "unixTime", "epoch", "counter", "numerics", "action", "columns"}
+    assert set(added) == {"name", "hostIdentifier", "calendarTime", "unixTime", "epoch", "counter", "numerics", "decorations", "action", "columns"}
     assert (added["name"], added["hostIdentifier"], added["epoch"], added["numerics"]) == ("portbell_listeners", "ana-laptop", 0, False)
     assert (added["action"], added["counter"], added["unixTime"]) == ("added", 7, int(AT.timestamp()))
     assert added["calendarTime"] == "Thu Nov 26 09:00:05 2026 UTC"
@@ -95,7 +100,8 @@ def test_jsonl_writes_one_osquery_row_per_record_with_string_columns(tmp_path):
     assert cols["pid"] == "4242" and cols["name"] == "python3" and cols["cmdline"] == "python3 app.py"
     assert cols["user"] == "ana" and cols["uid"] == "1000" and cols["kind"] == "opened"
     assert cols["alert"] == "1" and cols["reason"] == "not trusted"
-    assert (removed["action"], removed["counter"]) == ("removed", 8)
+    assert (removed["action"], removed["columns"]["id"]) == ("removed", "8")
+    assert removed["counter"] == 7  # one sample (the same event time): one run, one counter
     assert removed["columns"]["transport"] == "udp" and removed["columns"]["exposure"] == "loopback"
     assert removed["columns"]["alert"] == "0"
 
@@ -139,17 +145,17 @@ def test_jsonl_appends_and_reopens_a_new_file_after_logrotate_moves_it_away(tmp_
     sink.emit([recorded(1)], snap())
     path.rename(tmp_path / "events.jsonl.1")  # what logrotate does (without copytruncate)
     sink.emit([recorded(2)], snap())
-    assert [r.get("counter") for r in read_lines(tmp_path / "events.jsonl.1")] == [None, 1]
-    assert [r["counter"] for r in read_lines(path)] == [2]
+    assert ids(tmp_path / "events.jsonl.1") == [None, 1]
+    assert ids(path) == [2]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     path.unlink()  # removed outright: a new file again
     sink.emit([recorded(3)], snap())
-    assert [r["counter"] for r in read_lines(path)] == [3]
+    assert ids(path) == [3]
     path.rename(tmp_path / "events.jsonl.2")  # logrotate's `create`: a new empty file takes the name at once
     path.write_text("")
     sink.emit([recorded(4)], snap())
-    assert [r["counter"] for r in read_lines(path)] == [4]
-    assert [r["counter"] for r in read_lines(tmp_path / "events.jsonl.2")] == [3]
+    assert ids(path) == [4]
+    assert ids(tmp_path / "events.jsonl.2") == [3]
     sink.close()
 
 
@@ -207,7 +213,7 @@ def test_jsonl_write_cut_short_reports_what_got_through_and_never_merges_lines(t
     parsed = []
     for text in lines:
         try:
-            parsed.append(json.loads(text)["counter"])
+            parsed.append(int(json.loads(text)["columns"]["id"]))
         except json.JSONDecodeError:
             parsed.append("torn")
     assert parsed == [1, "torn", 2, 3]
@@ -265,14 +271,14 @@ action(type="omfile" file="{out}" template="fields")
 class Rsyslog:
     """rsyslogd in the foreground with a private config, pid file, socket and output file."""
 
-    def __init__(self, program: str, folder: Path) -> None:
+    def __init__(self, program: str, folder: Path, conf: str = RSYSLOG_CONF, **options: str) -> None:
         self.program = program
         self.folder = folder
         self.socket = str(folder / "log.sock")
         self.out = folder / "out.jsonl"
         self.conf = folder / "rsyslog.conf"
         (folder / "work").mkdir(exist_ok=True)
-        self.conf.write_text(RSYSLOG_CONF.format(work=folder / "work", socket=self.socket, out=self.out))
+        self.conf.write_text(conf.format(work=folder / "work", socket=self.socket, out=self.out, **options))
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Rsyslog:
@@ -335,11 +341,59 @@ def test_syslog_rfc5424_message_with_structured_data_reaches_rsyslog(rsyslog):
     # rsyslog found the end of the structured data where we put it: the escapes held
     assert first["sd"] == structured_data(alert)
     assert 'name="we\\"ird\\]na\\\\me"' in first["sd"]
-    assert first["sd"].startswith('[portbell@32473 id="11" kind="opened" transport="tcp" address="0.0.0.0" port="8080"')
+    assert first["sd"].startswith('[portbell@32473 id="11" kind="opened" at="2026-11-26T09:00:05.000000Z" transport="tcp" address="0.0.0.0" port="8080"')
     assert 'exposure="all-interfaces"' in first["sd"] and 'pid="4343"' in first["sd"]
     assert first["msg"].strip() == sentence(alert)
     assert 'we"ird]na\\me (4343) is now listening on tcp 0.0.0.0:8080' in first["msg"]
     assert second["msg"].strip() == sentence(closed)
+
+
+# mmpstrucdata parses the structured data into $!rfc5424-sd (SD-IDs and names lowercased); the
+# input's timestamp options are the ones the README names. One line per message: the time rsyslog
+# kept as reported, a tab, the parsed tree as JSON.
+RSYSLOG_SD_CONF = """\
+global(workDirectory="{work}")
+module(load="imuxsock" SysSock.Use="off")
+module(load="mmpstrucdata")
+input(type="imuxsock" Socket="{socket}" UseSpecialParser="off" ParseHostname="on" CreatePath="on" {timestamps})
+template(name="parsed" type="string" string="%timereported:::date-rfc3339%\t%$!%\t%rawmsg%\n")
+action(type="mmpstrucdata")
+action(type="omfile" file="{out}" template="parsed")
+"""
+
+
+def _parsed(server: Rsyslog) -> list[tuple[datetime, dict]]:
+    if not server.out.exists():
+        return []
+    out = []
+    for line in server.out.read_text().splitlines():
+        reported, tree, raw = line.split("\t", 2)
+        if "portbell@32473" in raw:
+            out.append((datetime.fromisoformat(reported), json.loads(tree)))
+    return out
+
+
+@pytest.mark.parametrize("timestamps, keeps_header", [("", False), ('IgnoreTimestamp="off" UseSysTimeStamp="off"', True)])
+def test_syslog_event_time_reaches_rsyslog_as_structured_data_whatever_the_header_becomes(rsyslogd, short_dir, timestamps, keeps_header):
+    server = Rsyslog(rsyslogd, short_dir, RSYSLOG_SD_CONF, timestamps=timestamps).start()
+    try:
+        late = datetime(2026, 11, 20, 3, 4, 5, 678901, tzinfo=timezone.utc)  # an event handed over days later
+        records = [recorded(i, at=late, li=listener(8000 + i)) for i in range(1, 10)]
+        sink = SyslogSink(server.socket, host="h")
+        sink.emit(records, snap())
+        sink.close()
+        got = wait_for(lambda: _parsed(server) if len(_parsed(server)) == 9 else None, what="nine parsed messages")
+    finally:
+        server.stop()
+    for reported, tree in got:  # 9 of 9 parsed as RFC 5424 with structured data
+        params = tree["rfc5424-sd"]["portbell@32473"]
+        assert params["at"] == "2026-11-20T03:04:05.678901Z"
+        assert datetime.fromisoformat(params["at"].replace("Z", "+00:00")) == late
+        if keeps_header:
+            assert reported == late  # with both options off rsyslog keeps the header's time
+        else:
+            assert abs((reported - late).total_seconds()) > 3600  # the default: the time it arrived
+    assert sorted(int(tree["rfc5424-sd"]["portbell@32473"]["id"]) for _, tree in got) == list(range(1, 10))
 
 
 def test_syslog_without_a_socket_raises_and_the_dispatcher_delivers_once_rsyslog_is_up(rsyslog, caplog):
@@ -555,7 +609,9 @@ def test_hook_close_drops_waiting_runs_and_kills_the_running_ones(tmp_path, capl
     with caplog.at_level(logging.WARNING, logger="portbell.sinks"):
         hook.close()  # waits a moment, then kills: a daemon stopping must not wait out a hook's timeout
     assert time.monotonic() - started < 30
-    assert all(_gone(p) for p in pids) and hook.running == 0 and hook.started == 1
+    # SIGKILL is sent by close(); the kernel ends and the reaper collects them a moment later
+    wait_for(lambda: all(_gone(p) for p in pids), what="the killed hook and its child to be gone")
+    assert hook.running == 0 and hook.started == 1
     assert "1 runs still waiting at shutdown were dropped" in caplog.text and "killed 1 runs" in caplog.text
     with pytest.raises(SinkError):
         hook.emit([recorded(3)], snap())
@@ -607,7 +663,10 @@ def test_prometheus_textfile_has_every_exposure_and_transport_and_event_counters
     assert [s.value for s in got["portbell_view_complete"].samples] == [1]
     assert [s.value for s in got["portbell_start_time_seconds"].samples] == [1_795_683_600]
     labels = {name for f in got.values() for s in f.samples for name in s.labels}
-    assert labels <= {"exposure", "transport", "kind"}  # no pid, program or per-listener labels
+    assert labels <= {"exposure", "transport", "kind", "sampler"}  # no pid, program or per-listener labels
+    assert [(s.labels, s.value) for s in got["portbell_sampler_info"].samples] == [({"sampler": "test"}, 1)]
+    assert [s.value for s in got["portbell_up"].samples] == [1]
+    assert [s.value for s in got["portbell_last_sample_timestamp_seconds"].samples] == [AT.timestamp()]
     assert "# HELP portbell_listeners " in prom.read_text()
 
 
@@ -713,7 +772,7 @@ def test_a_raising_sink_does_not_keep_records_from_the_others(tmp_path):
     dispatcher.dispatch([recorded(1), recorded(2)], snap())
     dispatcher.dispatch([recorded(3)], snap())
     assert after.ids == [1, 2, 3]
-    assert [r["counter"] for r in read_lines(tmp_path / "e.jsonl")] == [1, 2, 3]
+    assert ids(tmp_path / "e.jsonl") == [1, 2, 3]
     status = {s["name"]: s for s in dispatcher.status()}
     assert not status["broken"]["ok"] and status["broken"]["pending"] == 3 and status["broken"]["error"] == "bug in a sink"
     assert status["recording"]["ok"] and status["jsonl"]["ok"]
@@ -822,7 +881,7 @@ def test_dispatcher_with_a_failing_hook_and_a_raising_sink_still_feeds_jsonl(tmp
     wait_for(lambda: hook.failed == 1, what="the hook to fail")
     dispatcher.dispatch([recorded(2)], snap())
     dispatcher.close()
-    assert [r["counter"] for r in read_lines(tmp_path / "e.jsonl")] == [1, 2]
+    assert ids(tmp_path / "e.jsonl") == [1, 2]
 
 
 # ------------------------------------------------------------------ configuration
@@ -838,7 +897,7 @@ def test_dispatcher_with_a_failing_hook_and_a_raising_sink_still_feeds_jsonl(tmp
         ({"hook": {"argv": ["x"], "timeout_s": 0}}, "sinks.hook.timeout_s: must be a number of seconds greater than 0"),
         ({"hook": {"argv": ["x"], "max_concurrent": True}}, "sinks.hook.max_concurrent: must be a whole number of at least 1"),
         ({"hook": {"argv": ["x"], "only_alerts": "yes"}}, "sinks.hook.only_alerts: must be true or false"),
-        ({"jsonl": {"pth": "/tmp/x"}}, "sinks.jsonl.pth: unknown key (allowed: enabled, fsync, path); did you mean 'path'?"),
+        ({"jsonl": {"pth": "/tmp/x"}}, "sinks.jsonl.pth: unknown key (allowed: enabled, format, fsync, mode, path); did you mean 'path'?"),
         ({"jsonl": {"path": "events.jsonl"}}, "sinks.jsonl.path: must be an absolute path"),
         ({"syslog": {"facility": "local9"}}, "sinks.syslog.facility: must be one of kern, user"),
         ({"syslog": "on"}, "sinks.syslog: must be a table"),

@@ -218,7 +218,7 @@ class Daemon:
         self.config = config
         self.policy = Policy(config.rules + self._decisions, config.notify_loopback)
         if config.sinks != old.sinks:
-            self.dispatcher.close()
+            self.dispatcher.close(stopping=False)  # a reload: the new sinks take over (the textfile stays up)
             self.dispatcher = Dispatcher(build(config.sinks))
         log.warning("configuration reloaded from %s", self.config_path)
         return True

@@ -14,7 +14,7 @@ records committed since its last successful emit, oldest first, and the
 current snapshot (None when the sample failed: keep the last view). It is
 called every poll, usually with no records, and must then return at once
 unless it follows the snapshot (the Prometheus textfile does, and rewrites
-its file only when a count changed). `emit` never waits long: sockets have
+its file when a count changed and at its heartbeat). `emit` never waits long: sockets have
 timeouts and the hook runs its program in background threads. When it cannot
 deliver it raises (SinkError, with `delivered` = how many of the batch did get
 through); the Dispatcher keeps the rest and retries.
@@ -23,7 +23,8 @@ Configuration: the `[sinks]` table of the TOML file, one sub-table per sink.
 A sink runs when its table is present and `enabled` is not false; with no
 `[sinks]` table nothing is sent anywhere.
 
-    [sinks.jsonl]        path = <user state dir>/portbell/events.jsonl, fsync = true
+    [sinks.jsonl]        path = <user state dir>/portbell/events.jsonl, fsync = true,
+                         format = "portbell" | "osquery", mode = "0600" | "0640"
     [sinks.syslog]       socket = "/dev/log", facility = "user"   (kern, user, mail, daemon, auth,
                          syslog, lpr, news, uucp, cron, authpriv, ftp, local0..local7)
     [sinks.hook]         argv = [...] (required), timeout_s = 10, max_concurrent = 4,
@@ -117,13 +118,52 @@ def _argv(value: Any) -> str | None:
     return None
 
 
+def _format(value: Any) -> str | None:
+    if value in ("portbell", "osquery"):
+        return None
+    return (
+        'must be "portbell" (portbell\'s columns: exposure, owner, alert) or "osquery" '
+        f"(osquery's listening_ports columns and differential rows), not {value!r}"
+    )
+
+
+FILE_MODES = {"0600": 0o600, "600": 0o600, "0o600": 0o600, "0640": 0o640, "640": 0o640, "0o640": 0o640}
+
+
+def file_mode(value: Any) -> int | None:
+    """The mode a `mode` value asks for: "0640", "640", 0o640 (TOML's octal); None when it is not allowed."""
+    if isinstance(value, str):
+        return FILE_MODES.get(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool) and value in (0o600, 0o640):
+        return value
+    return None
+
+
+def _mode(value: Any) -> str | None:
+    if file_mode(value) is not None:
+        return None
+    hint = ""
+    if isinstance(value, int) and not isinstance(value, bool) and value in (600, 640):
+        hint = f' ({value} is a decimal number here: write "0{value}" or 0o{value})'
+    return (
+        'must be "0600" (only the daemon\'s user reads the file) or "0640" (its group too, for a log '
+        f"shipper running as its own user), as a string or as TOML's octal 0o640; not {value!r}{hint}"
+    )
+
+
 def _facility(value: Any) -> str | None:
     return None if value in FACILITY_NAMES else f"must be one of {', '.join(FACILITY_NAMES)}"
 
 
 # sink -> key -> (check, default); _REQUIRED keys must be present when the sink is enabled
 SPECS: dict[str, dict[str, tuple[Check, Any]]] = {
-    "jsonl": {"enabled": (_bool, True), "path": (_path, None), "fsync": (_bool, True)},
+    "jsonl": {
+        "enabled": (_bool, True),
+        "path": (_path, None),
+        "fsync": (_bool, True),
+        "format": (_format, "portbell"),
+        "mode": (_mode, "0600"),
+    },
     "syslog": {"enabled": (_bool, True), "socket": (_path, "/dev/log"), "facility": (_facility, "user")},
     "hook": {
         "enabled": (_bool, True),
@@ -198,7 +238,7 @@ def build(tables: Mapping[str, Any], *, host: str | None = None) -> list[Sink]:
             from ._jsonl import JsonLinesSink
 
             path = Path(os.path.expanduser(opts["path"])) if opts["path"] else default_jsonl_path()
-            made.append(JsonLinesSink(path, host=host, fsync=opts["fsync"]))
+            made.append(JsonLinesSink(path, host=host, fsync=opts["fsync"], format=opts["format"], mode=file_mode(opts["mode"])))
         elif name == "syslog":
             from ._syslog import SyslogSink
 
@@ -364,12 +404,17 @@ class Dispatcher:
             for lane in self._lanes
         ]
 
-    def close(self) -> None:
-        """One last try for held records (backoff ignored), then close every sink; never raises."""
+    def close(self, *, stopping: bool = True) -> None:
+        """One last try for held records (backoff ignored), then close every sink; never raises.
+
+        `stopping=False` is a reload: the sinks built next take over, so a sink that
+        has a `handover()` (the Prometheus textfile: it keeps saying the daemon is up)
+        is handed over instead of closed."""
         for lane in self._lanes:
             if lane.pending and not self._emit(lane, tuple(lane.pending), self._snapshot, held=True):
                 log.warning("sink %s: %d records never delivered (still in the store)", lane.sink.name, len(lane.pending))
+            finish = lane.sink.close if stopping else getattr(lane.sink, "handover", lane.sink.close)
             try:
-                lane.sink.close()
+                finish()
             except Exception:
                 log.exception("sink %s: error while closing", lane.sink.name)

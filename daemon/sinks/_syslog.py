@@ -3,7 +3,7 @@
 One message per record, e.g.
 
     <12>1 2026-11-26T09:00:00.000000Z ana-laptop portbell 812 opened
-    [portbell@32473 id="17" kind="opened" transport="tcp" address="0.0.0.0" port="8000"
+    [portbell@32473 id="17" kind="opened" at="2026-11-26T09:00:00.000000Z" transport="tcp" address="0.0.0.0" port="8000"
     exposure="all-interfaces" pid="4242" name="python3" alert="1" reason="not trusted"]
     python3 (4242) is now listening on tcp 0.0.0.0:8000 (all-interfaces); alert: not trusted
 
@@ -11,6 +11,12 @@ One message per record, e.g.
   warning when the policy alerts, notice for other opened/changed, info for
   closed, baselines and listeners found at start.
 - TIMESTAMP is the event's time in UTC; PROCID the daemon's pid; MSGID the kind.
+- `at` in the structured data is the event's time again, the same text as the
+  TIMESTAMP. The header's may not survive: rsyslog's imuxsock and journald put
+  the time of arrival there by default, which for an event handed over late
+  (after a full disk, or again after a crash) is not when it happened. `at`
+  reaches every consumer that keeps the structured data (rsyslog's
+  mmpstrucdata parses it as `$!rfc5424-sd!portbell@32473!at`).
 - SD-ID `portbell@32473`: 32473 is the Private Enterprise Number RFC 5612
   reserves for examples; portbell has no PEN of its own. Param values escape
   `"`, `\\` and `]` with a backslash (RFC 5424, 6.3.3). A `changed` event adds
@@ -71,6 +77,11 @@ def header_field(text: str | None, limit: int) -> str:
     return clean or "-"
 
 
+def timestamp(moment) -> str:
+    """RFC 5424's TIMESTAMP: UTC, microseconds, a Z."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 def structured_data(record: Recorded) -> str:
     ev = record.event
     li = ev.listener
@@ -78,6 +89,7 @@ def structured_data(record: Recorded) -> str:
     params: list[tuple[str, object]] = [
         ("id", record.id),
         ("kind", ev.kind),
+        ("at", timestamp(ev.at)),
         ("transport", li.transport),
         ("address", li.address),
         ("port", li.port),
@@ -106,7 +118,7 @@ def structured_data(record: Recorded) -> str:
 
 def message(record: Recorded, *, facility: int, host: str, procid: int) -> bytes:
     ev = record.event
-    at = ev.at.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    at = timestamp(ev.at)
     pri = facility * 8 + severity(record)
     head = f"<{pri}>1 {at} {header_field(host, 255)} {APP_NAME} {procid} {header_field(str(ev.kind), 32)}"
     return f"{head} {structured_data(record)} {sentence(record)}".encode("utf-8", "backslashreplace")
