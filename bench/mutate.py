@@ -176,7 +176,7 @@ def _points(tree: ast.Module, target: Target):
         elif isinstance(node, ast.JoinedStr):
             yield node, f"f-string {_clip(ast.unparse(node))} -> ''", _const("")
         elif isinstance(node, ast.Return) and node.value is not None:
-            if not (isinstance(node.value, ast.Constant) and node.value.value is None):
+            if not isinstance(node.value, ast.Constant):  # constants have their own operators
                 yield node, "return value -> None", _set_attr_value("value", ast.Constant(None))
         elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
             yield node, f"call removed: {_clip(ast.unparse(node.value))}", lambda n: ast.Pass()
