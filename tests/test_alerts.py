@@ -1,0 +1,218 @@
+"""tray/alerts.py: which alerts become notifications (coalescing, cooldown, pause) and their words."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from portbell.daemon.addresses import classify
+from portbell.daemon.model import Event, EventKind, Listener, Owner, Recorded, Transport
+from portbell.tray.alerts import MAX_LINES, MAX_NAMES, Batcher, Notice, notice
+
+T0 = datetime(2026, 11, 26, 9, tzinfo=timezone.utc)
+
+
+def li(port=8000, address="0.0.0.0", name="node", pid=7, exe=None, cmdline=None, owners=None, transport=Transport.TCP):
+    if owners is None:
+        owners = (Owner(pid=pid, uid=1000, name=name, exe=exe or f"/usr/bin/{name}", cmdline=cmdline),)
+    return Listener(transport, 6 if ":" in address else 4, address, port, classify(address), owners=owners)
+
+
+_ids = iter(range(1, 10_000))
+
+
+def rec(listener, kind=EventKind.OPENED, previous=None, alert=True, baseline=False, at=T0, rid=None):
+    return Recorded(rid or next(_ids), Event(kind, at, listener, previous), alert, "r", baseline=baseline)
+
+
+# ------------------------------------------------------------------ the batcher
+
+
+def test_alerts_wait_coalesce_s_from_the_first_and_then_come_as_one():
+    b = Batcher(coalesce_s=2.0, cooldown_s=300.0)
+    assert b.next_due() is None and b.due(100.0) is None
+    assert b.add([rec(li(8000))], now=10.0) == 1
+    assert b.add([rec(li(8001))], now=11.0) == 1
+    assert b.next_due() == 12.0
+    assert b.due(11.99) is None
+    n = b.due(12.0)  # due at the instant, not after it
+    assert [k.port for k in n.keys] == [8000, 8001]
+    assert b.due(20.0) is None and b.next_due() is None
+
+
+def test_only_alerts_are_queued_never_quiet_baseline_or_closed_records():
+    b = Batcher()
+    quiet = [rec(li(1), alert=False), rec(li(2), baseline=True), rec(li(3), kind=EventKind.CLOSED)]
+    assert b.add(quiet, now=0.0) == 0
+    assert b.next_due() is None
+
+
+def test_nothing_is_queued_while_paused():
+    b = Batcher()
+    assert b.add([rec(li())], now=0.0, paused=True) == 0
+    assert b.next_due() is None
+
+
+def test_a_key_notified_within_the_cooldown_stays_quiet_and_after_it_rings_again():
+    b = Batcher(coalesce_s=0.0, cooldown_s=300.0)
+    b.add([rec(li())], now=0.0)
+    assert b.due(0.0) is not None
+    assert b.add([rec(li())], now=299.9) == 0
+    assert b.add([rec(li())], now=300.0) == 1  # the cooldown is over at its end
+
+
+def test_the_cooldown_is_per_program_another_program_on_the_key_is_news():
+    b = Batcher(coalesce_s=0.0, cooldown_s=300.0)
+    b.add([rec(li(name="node"))], now=0.0)
+    b.due(0.0)
+    assert b.add([rec(li(name="python3", pid=9))], now=1.0) == 1
+
+
+def test_a_later_alert_for_a_waiting_key_replaces_it_and_stays_an_opening():
+    b = Batcher()
+    first = rec(li(owners=(Owner(pid=None, uid=1000),)), at=T0)
+    named = rec(li(name="node"), kind=EventKind.CHANGED, previous=first.event.listener, at=T0 + timedelta(seconds=1))
+    assert b.add([first], now=0.0) == 1
+    assert b.add([named], now=1.0) == 1
+    n = b.due(5.0)
+    assert n.title == "New listener on port 8000: reachable from other machines"
+    assert n.body.startswith("node (pid 7) is now listening")
+
+
+def test_a_waiting_change_replaced_by_a_newer_change_stays_a_change():
+    b = Batcher()
+    was = li(address="127.0.0.1", name="a")
+    b.add([rec(li(name="b", pid=2), kind=EventKind.CHANGED, previous=was)], now=0.0)
+    b.add([rec(li(name="c", pid=3), kind=EventKind.CHANGED, previous=was)], now=0.5)
+    assert b.due(5.0).title == "Port 8000 is now reachable from other machines"
+
+
+def test_drop_forgets_what_waits():
+    b = Batcher()
+    b.add([rec(li())], now=0.0)
+    b.drop()
+    assert b.next_due() is None and b.due(100.0) is None
+
+
+def test_configure_changes_both_windows():
+    b = Batcher()
+    b.configure(5.0, 10.0)
+    assert (b.coalesce_s, b.cooldown_s) == (5.0, 10.0)
+    b.add([rec(li())], now=0.0)
+    assert b.due(4.9) is None and b.due(5.0) is not None
+    assert b.add([rec(li())], now=14.9) == 0  # sent at 5.0: quiet for 10 seconds
+    assert b.add([rec(li())], now=15.0) == 1
+
+
+def test_the_cooldown_memory_is_trimmed_past_4096_keys_dropping_what_has_cooled_down():
+    b = Batcher(coalesce_s=0.0, cooldown_s=10.0)
+    b.sent_at = {(f"k{i}", "p"): 0.0 for i in range(4095)}
+    b.add([rec(li(8000))], now=50.0)
+    b.due(50.0)
+    assert len(b.sent_at) == 4096  # 4096 keys are kept as they are
+    b.add([rec(li(9000))], now=60.0)
+    b.due(60.0)  # 4097: trimmed to what is still cooling down (8000 was sent exactly 10 s ago: cooled)
+    assert set(b.sent_at) == {(li(9000).key, "/usr/bin/node")}
+
+
+def test_by_default_alerts_coalesce_for_2_seconds_and_cool_down_for_5_minutes():
+    b = Batcher()
+    b.add([rec(li())], now=0.0)
+    assert b.due(1.99) is None and b.due(2.0) is not None
+    assert b.add([rec(li())], now=301.99) == 0
+    assert b.add([rec(li())], now=302.0) == 1
+
+
+# ------------------------------------------------------------------ the words of one alert
+
+
+def test_one_new_exposed_listener():
+    n = notice([rec(li(cmdline=("node", "server.js")))])
+    assert n == Notice(
+        "New listener on port 8000: reachable from other machines",
+        "node (pid 7) is now listening on 0.0.0.0:8000 (tcp), reachable from other machines.\nnode server.js",
+        (li().key,),
+        True,
+    )
+
+
+def test_one_new_loopback_listener_says_nothing_of_other_machines():
+    n = notice([rec(li(address="127.0.0.1"))])
+    assert (n.title, n.exposed) == ("New listener on port 8000", False)
+    assert n.body == "node (pid 7) is now listening on 127.0.0.1:8000 (tcp), on this machine only."
+
+
+def test_a_change_of_exposure_says_now_and_before():
+    n = notice([rec(li(), kind=EventKind.CHANGED, previous=li(address="127.0.0.1"))])
+    assert n.title == "Port 8000 is now reachable from other machines"
+    assert n.body == "node (pid 7) on 0.0.0.0:8000 (tcp) is now reachable from other machines; was on this machine only."
+
+
+def test_a_takeover_at_the_same_exposure_says_another_program():
+    n = notice([rec(li(name="python3"), kind=EventKind.CHANGED, previous=li())])
+    assert n.title == "Port 8000: another program listens: reachable from other machines"
+    assert n.body == "python3 (pid 7) now listens on 0.0.0.0:8000 (tcp), reachable from other machines."
+    loop = notice([rec(li(address="127.0.0.1", name="b"), kind=EventKind.CHANGED, previous=li(address="127.0.0.1"))])
+    assert loop.title == "Port 8000: another program listens"
+
+
+def test_a_long_command_line_is_cut_at_160_characters():
+    exact = notice([rec(li(cmdline=("x" * 160,)))]).body.split("\n")[1]
+    assert exact == "x" * 160
+    cut = notice([rec(li(cmdline=("y" * 161,)))]).body.split("\n")[1]
+    assert cut == "y" * 157 + "..."
+
+
+def test_the_owner_named_is_the_first_visible_process_else_the_socket_owner():
+    hidden_first = li(owners=(Owner(pid=None, uid=0, user="root"), Owner(pid=5, uid=0, name="sshd")))
+    assert notice([rec(hidden_first)]).body.startswith("sshd (pid 5) is now")
+    hidden = li(owners=(Owner(pid=None, uid=0, user="root"),))
+    assert notice([rec(hidden)]).body.startswith("a process of root is now")
+    assert notice([rec(li(owners=()))]).body.startswith("an unknown process is now")
+
+
+# ------------------------------------------------------------------ the words of many
+
+
+def test_many_alerts_are_counted_named_and_the_most_exposed_listed_first():
+    records = [
+        rec(li(3000, "127.0.0.1", name="node"), rid=1),
+        rec(li(3001, "127.0.0.1", name="node"), rid=2),
+        rec(li(8000, "8.8.8.8", name="python3"), rid=3),
+        rec(li(8001, "0.0.0.0", name="python3"), rid=4),
+        rec(li(9000, "127.0.0.1", owners=()), rid=5),
+    ]
+    n = notice(records)
+    assert n.title == "5 new listeners, 2 reachable from other machines"
+    assert n.body.split("\n") == [
+        "5 new listeners: python3 x2, node x2, an unknown process",
+        "8000 tcp  python3 (pid 7)  8.8.8.8  (public)",
+        "8001 tcp  python3 (pid 7)  0.0.0.0  (all-interfaces)",
+        "3000 tcp  node (pid 7)  127.0.0.1  (loopback)",
+        "3001 tcp  node (pid 7)  127.0.0.1  (loopback)",
+        "9000 tcp  an unknown process  127.0.0.1  (loopback)",
+    ]
+    assert n.exposed is True and [k.port for k in n.keys] == [3000, 3001, 8000, 8001, 9000]
+
+
+def test_many_loopback_alerts_say_no_reach():
+    n = notice([rec(li(1, "127.0.0.1")), rec(li(2, "127.0.0.1"))])
+    assert (n.title, n.exposed) == ("2 new listeners", False)
+
+
+def test_past_max_names_and_max_lines_the_rest_is_counted():
+    records = [rec(li(1000 + i, "127.0.0.1", name=f"p{i}"), rid=i + 1) for i in range(MAX_LINES + 2)]
+    lines = notice(records).body.split("\n")
+    assert lines[0] == f"{MAX_LINES + 2} new listeners: p0, p1, p2, p3, {MAX_LINES + 2 - MAX_NAMES} more programs"
+    assert len(lines) == 1 + MAX_LINES + 1
+    assert lines[-1] == "... and 2 more (Show recent events)"
+    exactly = notice([rec(li(1000 + i, "127.0.0.1", name="p"), rid=i + 1) for i in range(MAX_LINES)]).body.split("\n")
+    assert len(exactly) == 1 + MAX_LINES and exactly[0] == f"{MAX_LINES} new listeners: p x{MAX_LINES}"
+
+
+def test_exactly_max_names_programs_need_no_more():
+    records = [rec(li(1000 + i, "127.0.0.1", name=f"p{i}"), rid=i + 1) for i in range(MAX_NAMES)]
+    assert notice(records).body.split("\n")[0] == "4 new listeners: p0, p1, p2, p3"
+
+
+def test_the_limits():
+    assert (MAX_LINES, MAX_NAMES) == (6, 4)
