@@ -58,7 +58,7 @@ TARGETS = (
     Target("words", "daemon/words.py", ("tests/test_words.py",)),
     Target("alerts", "tray/alerts.py", ("tests/test_alerts.py",)),
     Target("stop guard", "tray/process.py", ("tests/test_stop_guard.py",), only=("refusal",)),
-    Target("menu", "tray/menu.py", ("tests/test_menu.py",)),
+    Target("menu", "tray/menu.py", ("tests/test_menu.py", "tests/test_tray.py")),
     Target(
         "store",
         "daemon/record/store.py",
