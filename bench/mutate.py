@@ -71,6 +71,7 @@ TARGETS = (
            only=("connect", "check")),
     Target("syslog", "daemon/sinks/_syslog.py", ("tests/test_syslog_format.py",),
            only=("severity", "sd_escape", "header_field", "timestamp", "structured_data", "message")),
+    Target("osquery", "daemon/sinks/_osquery.py", ("tests/test_osquery_format.py",), only=("rows", "changes")),
 )
 
 
