@@ -144,7 +144,13 @@ def test_sigterm_stops_cleanly_and_status_tells(daemon, home):
     status = subprocess.run([sys.executable, "-m", "portbell.daemon", "status", "--json"], capture_output=True, text=True)
     doc = json.loads(status.stdout)
     assert status.returncode == 0 and doc["running"] is True and doc["pid"] == d.pid
-    assert doc["daemon"]["sampler"] and doc["daemon"]["complete"] in (True, False)
+    from portbell.daemon.samplers import create
+
+    here = create(doc["daemon"]["sampler"])  # the same sampler, as the same user, on the same machine
+    try:
+        assert doc["daemon"]["complete"] is here.sample().complete
+    finally:
+        here.close()
     started = time.monotonic()
     code, _, err = d.stop(signal.SIGTERM)
     assert code == 0 and time.monotonic() - started < 10 and "Traceback" not in err
@@ -315,7 +321,9 @@ def test_events_history_and_decisions_from_the_command_line(daemon, home):
     assert out.returncode == 0 and f"0.0.0.0:{port}" in out.stdout and "python" in out.stdout
     assert cli("history", "1").returncode == 1
 
-    assert cli("mute", "node", "--for", "8h").returncode == 0
+    muted = cli("mute", "node", "--for", "8h")
+    assert muted.returncode == 0
+    assert muted.stdout.startswith("muted: rule 1 (mute program node, until ") and "Undo with `portbell forget 1`." in muted.stdout
     listed = cli("trust").stdout
     assert "mute program node" in listed and "[cli]" in listed
     assert cli("forget", "1").returncode == 0 and cli("forget", "1").returncode == 1
