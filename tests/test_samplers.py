@@ -182,15 +182,17 @@ def test_reuseport_sockets_are_one_listener_with_every_owner(child):
             assert li.pids == tuple(sorted((a.pid, b.pid)))
 
 
-def test_processes_exiting_mid_scan_never_break_a_sample(sampler):
-    """Dozens of short-lived listeners come and go while we sample."""
+def test_processes_exiting_mid_scan_never_break_a_sample(sampler, sockets):
+    """Dozens of short-lived listeners come and go while we sample; a listener that stays is in every sample."""
+    steady = sockets()
+    key = Key(Transport.TCP, "127.0.0.1", steady.getsockname()[1])
     code = "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()"
     procs = []
     try:
         for _ in range(40):
             procs.append(subprocess.Popen([sys.executable, "-c", code]))
             snap = sampler.sample()
-            assert snap.listeners is not None
+            assert os.getpid() in snap.listeners[key].pids
             for li in snap.listeners.values():
                 assert li.owners, li  # known or unknown, never empty
     finally:
