@@ -356,9 +356,6 @@ def _preload() -> None:
 
 def run(targets, timeout_s: float, fail_under: float) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    left = restore_leftover()
-    if left:
-        print(f"restored {left}: a previous run was stopped with a mutant on disk", file=sys.stderr)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
     if FORK:
@@ -428,6 +425,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     global FORK
     FORK = FORK and not args.no_fork
+    left = restore_leftover()
+    if left:
+        print(f"restored {left}: a previous run was stopped with a mutant on disk", file=sys.stderr)
     targets = TARGETS
     if args.module:
         unknown = set(args.module) - {t.name for t in TARGETS}
