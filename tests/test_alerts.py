@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 from portbell.daemon.addresses import classify
 from portbell.daemon.model import Event, EventKind, Listener, Owner, Recorded, Transport
-from portbell.tray.alerts import MAX_LINES, MAX_NAMES, Batcher, Notice, notice
+from portbell.tray.alerts import Batcher, Notice, notice
 
 T0 = datetime(2026, 11, 26, 9, tzinfo=timezone.utc)
 
@@ -199,20 +199,16 @@ def test_many_loopback_alerts_say_no_reach():
     assert (n.title, n.exposed) == ("2 new listeners", False)
 
 
-def test_past_max_names_and_max_lines_the_rest_is_counted():
-    records = [rec(li(1000 + i, "127.0.0.1", name=f"p{i}"), rid=i + 1) for i in range(MAX_LINES + 2)]
+def test_past_four_names_and_six_lines_the_rest_is_counted():
+    records = [rec(li(1000 + i, "127.0.0.1", name=f"p{i}"), rid=i + 1) for i in range(8)]
     lines = notice(records).body.split("\n")
-    assert lines[0] == f"{MAX_LINES + 2} new listeners: p0, p1, p2, p3, {MAX_LINES + 2 - MAX_NAMES} more programs"
-    assert len(lines) == 1 + MAX_LINES + 1
+    assert lines[0] == "8 new listeners: p0, p1, p2, p3, 4 more programs"
+    assert len(lines) == 1 + 6 + 1
     assert lines[-1] == "... and 2 more (Show recent events)"
-    exactly = notice([rec(li(1000 + i, "127.0.0.1", name="p"), rid=i + 1) for i in range(MAX_LINES)]).body.split("\n")
-    assert len(exactly) == 1 + MAX_LINES and exactly[0] == f"{MAX_LINES} new listeners: p x{MAX_LINES}"
+    exactly = notice([rec(li(1000 + i, "127.0.0.1", name="p"), rid=i + 1) for i in range(6)]).body.split("\n")
+    assert len(exactly) == 1 + 6 and exactly[0] == "6 new listeners: p x6"
 
 
-def test_exactly_max_names_programs_need_no_more():
-    records = [rec(li(1000 + i, "127.0.0.1", name=f"p{i}"), rid=i + 1) for i in range(MAX_NAMES)]
+def test_exactly_four_programs_need_no_more():
+    records = [rec(li(1000 + i, "127.0.0.1", name=f"p{i}"), rid=i + 1) for i in range(4)]
     assert notice(records).body.split("\n")[0] == "4 new listeners: p0, p1, p2, p3"
-
-
-def test_the_limits():
-    assert (MAX_LINES, MAX_NAMES) == (6, 4)
