@@ -29,7 +29,10 @@ def test_ls_json_has_the_documented_shape(sockets):
     assert set(li) == {"transport", "family", "address", "port", "exposure", "dual_stack", "owners", "unit", "forward", "candidates", "socket"}
     assert (li["family"], li["address"], li["exposure"], li["dual_stack"]) == (4, "127.0.0.1", "loopback", False)
     owner = next(o for o in li["owners"] if o["pid"] == os.getpid())
-    assert set(owner) == {"pid", "name", "exe", "cmdline", "user", "uid", "ppid", "started_at", "via"}
+    assert set(owner) == {"pid", "name", "exe", "cmdline", "user", "uid", "ppid", "started_at", "via", "start"}
+    from portbell.daemon.process import start_of
+
+    assert owner["start"] == start_of(os.getpid()) and isinstance(owner["start"], int)  # clock ticks, exact
     assert owner["via"] == "fd" and li["socket"] is True
     assert owner["started_at"].endswith("Z") and isinstance(owner["cmdline"], list)
 
@@ -48,7 +51,7 @@ def test_ls_filters_exposed_and_transport(sockets):
 def test_ls_table_is_aligned_and_readable(sockets):
     port = sockets(address="127.0.0.1").getsockname()[1]
     lines = portbell("ls", check=True).stdout.splitlines()
-    assert lines[0].split() == ["PROTO", "ADDRESS", "EXPOSURE", "PID", "PROCESS", "USER", "SERVICE"]
+    assert lines[0].split() == ["PROTO", "ADDRESS", "EXPOSURE", "PID", "PROCESS", "USER", "UNIT", "SERVICE"]
     row = next(line for line in lines if f"127.0.0.1:{port} " in line)
     assert row.split()[:4] == ["tcp", f"127.0.0.1:{port}", "loopback", str(os.getpid())]
     assert lines[0].index("EXPOSURE") == row.index("loopback")  # columns line up
