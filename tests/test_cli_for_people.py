@@ -356,3 +356,53 @@ def test_a_record_from_before_unit_decisions_keeps_its_decisions(home):
         assert store.decisions()[1].unit == "cups.service"
     finally:
         store.close()
+
+
+def test_status_tells_when_the_daemon_last_sampled_not_when_it_last_beat(home):
+    from test_daemon import DaemonProc
+
+    d = DaemonProc("--interval", "0.2", folder=home)
+    try:
+        def ahead():
+            done = portbell("status", "--json")
+            data = json.loads(done.stdout)
+            if not data["running"] or not data["daemon"] or not data["last_sample_at"]:
+                return None
+            beat = datetime.fromisoformat(data["daemon"]["heartbeat_at"])
+            sampled = datetime.fromisoformat(data["last_sample_at"].replace("Z", "+00:00"))
+            return sampled - beat > timedelta(seconds=1)  # samples every 0.2 s; beats every 15 s
+
+        wait_for(ahead, timeout=14, what="a last sample later than the heartbeat")
+        text = portbell("status", check=True).stdout
+        assert re.search(r"last sample  .*\((\d)s ago\) \(every 0\.2s\)", text), text
+    finally:
+        d.stop()
+
+
+def test_status_prints_the_samplers_notes_from_the_heartbeat(home):
+    from portbell.daemon import paths
+    from portbell.daemon.config import Config
+    from portbell.daemon.record import Store
+    from portbell.daemon.service import Daemon, InstanceLock
+
+    class Noting:
+        name, notes = "noting", ["no Engine API: containers have no names (add yourself to the docker group)"]
+
+        def sample(self):
+            return snapshot_of([], datetime.now(timezone.utc), sampler="noting")
+
+        def close(self):
+            pass
+
+    lock = InstanceLock(paths.lock_file())
+    lock.acquire()  # this process is the running daemon
+    store = Store.open(paths.database())
+    try:
+        daemon = Daemon(store=store, sampler=Noting(), config=Config(), config_path=None)
+        daemon.step()
+        daemon.close()
+        out = portbell("status").stdout
+    finally:
+        store.close()
+        lock.release()
+    assert "  note         no Engine API: containers have no names (add yourself to the docker group)" in out, out

@@ -15,8 +15,8 @@ def config_path(args, must_exist: bool = True) -> Path:
     if not getattr(args, "config", None):
         return paths.config_file()
     path = Path(args.config)
-    if must_exist and not path.is_file():
-        raise UsageError(f"--config {path}: no such file" + (" (it is a directory)" if path.is_dir() else ""))
+    if must_exist and not path.exists():  # /dev/null stays a way to say "no configuration"
+        raise UsageError(f"--config {path}: no such file")
     return path
 
 

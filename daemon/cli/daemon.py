@@ -37,6 +37,7 @@ def cmd_daemon(args) -> int:
         sampler, skipped = samplers.open_sampler(prefer)
         for reason in skipped:
             log.warning("sampler unavailable, falling back: %s", reason)
+        sampler = Stamped(sampler, paths.lock_file())
         painted = colour(args, sys.stdout)
         out = None if args.quiet else (lambda rec: print(words.record_line(rec, colour=painted), flush=True))
         if args.json:
@@ -61,6 +62,26 @@ def cmd_daemon(args) -> int:
     finally:
         lock.release()
     return 0
+
+
+class Stamped:
+    """The sampler, stamping the instance lock's mtime after every sample that worked: `status`
+    tells when the daemon last sampled (the heartbeat in the record is written every 15 s only),
+    at the cost of one utime, never a write to the record."""
+
+    def __init__(self, sampler, stamp) -> None:
+        self._sampler, self._stamp = sampler, stamp
+
+    def sample(self):
+        snap = self._sampler.sample()
+        try:
+            os.utime(self._stamp)
+        except OSError:
+            pass  # the lock's directory went away: status falls back to the heartbeat
+        return snap
+
+    def __getattr__(self, name):
+        return getattr(self._sampler, name)
 
 
 def _view_notes(sampler) -> list[str]:

@@ -127,8 +127,10 @@ def cmd_status(args) -> int:
     else:
         note = None
     running = pid is not None
+    sampled = _last_sample(info) if running else None
     if args.json:
-        print(json.dumps({"version": SCHEMA_VERSION, "running": running, "pid": pid, "daemon": info, "counts": counts, "database": str(paths.database())}))
+        print(json.dumps({"version": SCHEMA_VERSION, "running": running, "pid": pid, "daemon": info, "counts": counts,
+                          "last_sample_at": iso(sampled), "database": str(paths.database())}))
         return 0 if running else 1
     if not running:
         print("The portbell daemon is not running. Start it with `portbell daemon` (or `portbell autostart enable`).")
@@ -141,8 +143,7 @@ def cmd_status(args) -> int:
     if info and info.get("pid") == pid:
         started = datetime.fromisoformat(info["started_at"])
         print(f"  since        {words.since(started)}")
-        last = info.get("last_sample_at")
-        print(f"  last sample  {words.since(datetime.fromisoformat(last)) if last else 'none yet'} (every {info.get('interval_s'):g}s, heartbeat every 15s)")
+        print(f"  last sample  {words.since(sampled) if sampled else 'none yet'} (every {info.get('interval_s'):g}s)")
         view = "complete" if info.get("complete") else f"{words.PARTIAL}: " + words.partial_view(bool(info.get("root")))
         print(f"  sampler      {info.get('sampler')}, view {view}")
         for note in info.get("notes") or ():
@@ -155,6 +156,21 @@ def cmd_status(args) -> int:
             f"{words.plural(counts['alerts'], 'alert')} ({paths.database()})"
         )
     return 0
+
+
+def _last_sample(info: dict | None) -> datetime | None:
+    """When the running daemon last sampled: the instance lock's mtime, which it stamps after every
+    sample, else the last sample its heartbeat recorded."""
+    import os
+
+    recorded = info.get("last_sample_at") if info else None
+    moments = [datetime.fromisoformat(recorded)] if recorded else []
+    if info and info.get("last_sample_at"):
+        try:
+            moments.append(datetime.fromtimestamp(os.stat(paths.lock_file()).st_mtime, timezone.utc))
+        except OSError:
+            pass
+    return max(moments) if moments else None
 
 
 def _rule_from_args(args, action: str):
