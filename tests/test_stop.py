@@ -187,3 +187,47 @@ def test_stop_never_signals_portbell_itself(monkeypatch, sockets):
     port = sockets().getsockname()[1]  # held by this very process, which runs the command
     code, out = _run(monkeypatch, Shifted(), "stop", str(port), "--yes")
     assert code == 1 and "refusing to stop portbell itself" in out
+
+
+@pytest.mark.skipif(not (LINUX and is_root()), reason="needs root listeners and a switch to nobody")
+def test_as_nobody_a_root_listener_is_named_and_refused_never_signalled(listening):
+    from conftest import as_nobody
+
+    proc, port = listening()  # root's
+
+    def work():
+        # as_nobody's first, warming pass runs as root: it answers no (end of input), so it stops nothing
+        warming = os.geteuid() == 0
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+            sys.stdin, stdin = io.StringIO(""), sys.stdin
+            try:
+                code = main(["stop", str(port)] if warming else ["stop", str(port), "--yes"])
+            finally:
+                sys.stdin = stdin
+        return {"code": code, "out": out.getvalue()}
+
+    seen = as_nobody(work)
+    assert seen["code"] == 1 and "Cannot stop a process of root" in seen["out"], seen
+    assert "run as root, or run the system-wide daemon" in seen["out"]
+    assert proc.poll() is None
+
+
+@pytest.mark.skipif(not (LINUX and is_root()), reason="needs root listeners and a switch to nobody")
+def test_as_nobody_ls_filters_root_listeners_by_user(sockets):
+    from conftest import as_nobody
+
+    port = sockets().getsockname()[1]
+
+    def work():
+        results = []
+        for user in ("root", "0", "nobody"):
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+                main(["ls", "--port", str(port), "--user", user])
+            results.append(out.getvalue())
+        return results
+
+    by_name, by_uid, other = as_nobody(work)
+    assert f"127.0.0.1:{port} " in by_name and f"127.0.0.1:{port} " in by_uid
+    assert other.startswith("Nothing listens")

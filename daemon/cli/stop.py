@@ -13,7 +13,7 @@ import time
 
 from .. import words
 from ..process import stop_process
-from ._args import is_root, sample, sampler_option, transport_filter, transport_options
+from ._args import is_root, open_sampler, sample, sampler_option, transport_filter, transport_options
 from .listeners import elsewhere, matching, parse_target
 
 WAIT_S = 5.0  # how long to watch for the port to close after SIGTERM
@@ -25,6 +25,20 @@ def _ask(question: str) -> bool:
     if not answer.endswith("\n"):
         print()
     return answer.strip().lower() in ("y", "yes")
+
+
+def _closed(args, keys) -> bool:
+    """Whether the listeners' keys are gone within WAIT_S, sampled every 0.1 s by one sampler."""
+    sampler = open_sampler(args)
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while any(k in sampler.sample().listeners for k in keys):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
+    finally:
+        sampler.close()
 
 
 def cmd_stop(args) -> int:
@@ -66,14 +80,10 @@ def cmd_stop(args) -> int:
             sent.append(owner)
         else:
             refused = True
+    if sent and not _closed(args, {li.key for li in found}):
+        print(f"Port {port} still listens {WAIT_S:g}s after SIGTERM: the process may ignore it (`portbell who {args.target}`).")
+        return 1
     if sent:
-        keys = {li.key for li in found}
-        deadline = time.monotonic() + WAIT_S
-        while any(k in sample(args).listeners for k in keys):
-            if time.monotonic() > deadline:
-                print(f"Port {port} still listens {WAIT_S:g}s after SIGTERM: the process may ignore it (`portbell who {args.target}`).")
-                return 1
-            time.sleep(0.1)
         print(f"Port {port} is free now.")
     return 1 if refused or not sent else 0
 
