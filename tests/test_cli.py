@@ -105,19 +105,30 @@ def test_bad_interval_is_usage_error():
 
 
 class Lines:
-    """Read a child's stdout line by line with a deadline."""
+    """Read a child's stdout line by line with a deadline.
+
+    It reads the pipe's descriptor itself, with its own buffer: a text stream's readline would
+    buffer several lines, and select() would then wait for more while lines are already here."""
 
     def __init__(self, proc):
         self.proc = proc
+        self.fd = proc.stdout.fileno()
         self.sel = selectors.DefaultSelector()
-        self.sel.register(proc.stdout, selectors.EVENT_READ)
+        self.sel.register(self.fd, selectors.EVENT_READ)
+        self.buffer = b""
 
     def next(self, timeout):
-        if self.sel.select(timeout):
-            line = self.proc.stdout.readline()
-            if line:
-                return line
-        raise AssertionError(f"no line within {timeout}s")
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.sel.select(left):
+                raise AssertionError(f"no line within {timeout}s")
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                raise AssertionError(f"the output ended without another line within {timeout}s")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line.decode() + "\n"
 
 
 def test_watch_reports_a_child_opening_then_closing_within_two_intervals(child):

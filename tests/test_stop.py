@@ -231,3 +231,17 @@ def test_as_nobody_ls_filters_root_listeners_by_user(sockets):
     by_name, by_uid, other = as_nobody(work)
     assert f"127.0.0.1:{port} " in by_name and f"127.0.0.1:{port} " in by_uid
     assert other.startswith("Nothing listens")
+
+
+def test_a_process_that_ignores_sigterm_is_reported_still_listening(listening):
+    proc = subprocess.Popen([sys.executable, "-c", "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" + LISTEN],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proc.stdout.readline())
+        done = stop(str(port), "--yes")
+        assert done.returncode == 1 and "sent SIGTERM" in done.stdout
+        assert f"Port {port} still listens 5s after SIGTERM" in done.stdout
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait(10)
