@@ -141,13 +141,14 @@ def cmd_watch(args) -> int:
     def handle(poll: Poll) -> None:
         if poll.baseline and poll.snapshot is not None:
             snap = poll.snapshot
-            view = "complete" if snap.complete else f"{words.PARTIAL}: {words.partial_view(is_root())}"
             print(
                 f"watching {len(snap.listeners)} listeners with {snap.sampler}, every {args.interval:g}s; "
-                f"view {view}. Ctrl-C stops.",
+                f"view {'complete' if snap.complete else 'partial'}. Ctrl-C stops.",
                 file=sys.stderr,
                 flush=True,
             )
+            if not snap.complete:
+                print(f"note: {words.PARTIAL}: {words.partial_view(is_root())}", file=sys.stderr, flush=True)
         for event in poll.events:
             if not (wanted(event.listener) or (event.previous is not None and wanted(event.previous))):
                 continue

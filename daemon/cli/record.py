@@ -144,7 +144,7 @@ def cmd_status(args) -> int:
         started = datetime.fromisoformat(info["started_at"])
         print(f"  since        {words.since(started)}")
         print(f"  last sample  {words.since(sampled) if sampled else 'none yet'} (every {info.get('interval_s'):g}s)")
-        view = "complete" if info.get("complete") else f"{words.PARTIAL}: " + words.partial_view(bool(info.get("root")))
+        view = "complete" if info.get("complete") else "partial: " + words.partial_view(bool(info.get("root")))
         print(f"  sampler      {info.get('sampler')}, view {view}")
         for note in info.get("notes") or ():
             print(f"  note         {words.printable(str(note))}")
