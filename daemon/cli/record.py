@@ -231,7 +231,8 @@ def cmd_decide(args) -> int:
         rule_id = store.add_decision(rule)
     finally:
         store.close()
-    print(f"{action}ed: {replace(rule, id=rule_id).describe()}. Undo with `portbell forget {rule_id}`.")
+    done = {"trust": "trusted", "mute": "muted"}[action]
+    print(f"{done}: {replace(rule, id=rule_id).describe()}. Undo with `portbell forget {rule_id}`.")
     return 0
 
 
