@@ -49,7 +49,7 @@ class Target:
 
 
 # The modules under mutation and the tests that cover each. Paths move with the code: update
-# them here (the stop guard's core is moving from tray/process.py into daemon/).
+# them here (the stop guard's core moved from tray/process.py to daemon/process.py).
 TARGETS = (
     Target("addresses", "daemon/addresses.py", ("tests/test_addresses_mut.py", "tests/test_classify.py")),
     Target("ports", "daemon/ports.py", ("tests/test_ports.py",), skip=("DEV_PORTS", "_run", "ephemeral_range")),
@@ -57,7 +57,7 @@ TARGETS = (
     Target("rules", "daemon/rules.py", ("tests/test_rules_mut.py", "tests/test_rules.py")),
     Target("words", "daemon/words.py", ("tests/test_words.py",)),
     Target("alerts", "tray/alerts.py", ("tests/test_alerts.py",)),
-    Target("stop guard", "tray/process.py", ("tests/test_stop_guard.py",), only=("refusal",)),
+    Target("stop guard", "daemon/process.py", ("tests/test_stop_guard.py",), only=("refusal",)),
     Target("menu", "tray/menu.py", ("tests/test_menu.py", "tests/test_tray.py")),
     Target(
         "store",

@@ -26,7 +26,7 @@ def utc(monkeypatch):
 
 
 def owner(pid=4242, name="python3", uid=1000, user="ana", exe="/usr/bin/python3", cmd=("python3",), started=T0):
-    return Owner(pid=pid, uid=uid, name=name, started_at=started, exe=exe, cmdline=cmd, user=user)
+    return Owner(pid=pid, uid=uid, name=name, started_at=started, exe=exe, cmdline=cmd, user=user, start=pid * 10 if pid is not None else None)
 
 
 def li(port=8000, address="0.0.0.0", owners=None, transport=Transport.TCP):
@@ -198,9 +198,9 @@ def test_the_stop_submenu_offers_every_owner_up_to_three():
     x = li(owners=(owner(pid=10, name="a"), owner(pid=11, name="b"), owner(pid=12, name="c"), owner(pid=13, name="d")))
     item = menu.stop_item(x, uid=1000)
     assert [(it.text, it.action) for it in item.submenu] == [
-        ("Stop a (pid 10) now", Action("stop", (10, T0, "a"))),
-        ("Stop b (pid 11) now", Action("stop", (11, T0, "b"))),
-        ("Stop c (pid 12) now", Action("stop", (12, T0, "c"))),
+        ("Stop a (pid 10) now", Action("stop", (10, 100, "a"))),
+        ("Stop b (pid 11) now", Action("stop", (11, 110, "b"))),
+        ("Stop c (pid 12) now", Action("stop", (12, 120, "c"))),
     ]
 
 

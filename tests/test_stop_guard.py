@@ -1,20 +1,19 @@
-"""The stop guard's decision (`refusal`), pure: every reason not to signal a pid, in the order that
-matters, and the one case it may. A wrong answer here signals the wrong process."""
+"""The stop guard's decision (`refusal`, daemon/process.py, shared by the tray and `portbell stop`),
+pure: every reason not to signal a pid, in the order that matters, and the one case it may. A wrong
+answer here signals the wrong process."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
 import pytest
 
-from portbell.tray.process import Live, refusal
+from portbell.daemon.process import Live, refusal
 
-STARTED = datetime(2026, 11, 26, 9, tzinfo=timezone.utc)
+STARTED = 123456  # the exact start: clock ticks since boot on Linux
 ME, MY_PID = 1000, 555
 
 
 def live(pid=4242, started=STARTED, uid=ME, name="python3", user="ana"):
-    return Live(pid=pid, create_time=started.timestamp(), uid=uid, name=name, user=user)
+    return Live(pid=pid, start=started, uid=uid, name=name, user=user)
 
 
 def ask(pid=4242, started_at=STARTED, process="same", *, my_uid=ME, my_pid=MY_PID, name="python3", my_user=None):
@@ -52,18 +51,35 @@ def test_an_unknown_start_time_cannot_rule_out_reuse():
     assert ask(started_at=None) == "not stopping python3 (pid 4242): its start time is unknown, so a reused pid cannot be ruled out"
 
 
-@pytest.mark.parametrize("offset, refused", [(0.0, False), (1.5, False), (-1.5, False), (1.51, True), (-1.51, True), (3600, True)])
-def test_a_reused_pid_is_refused_beyond_the_start_tolerance(offset, refused):
-    other = live(started=STARTED + timedelta(seconds=offset), name="bash")
-    reason = ask(process=other)
-    if refused:
-        assert reason == "not stopping pid 4242: it now belongs to another process (bash) started at a different time"
-    else:
-        assert reason is None
+def test_an_unknown_live_start_cannot_rule_out_reuse_either():
+    assert ask(process=live(started=None)) == (
+        "not stopping python3 (pid 4242): its start time is unknown, so a reused pid cannot be ruled out"
+    )
+
+
+@pytest.mark.parametrize("started", [STARTED + 1, STARTED - 1, STARTED + 100_000])
+def test_a_reused_pid_is_refused_when_the_start_differs_by_even_one_tick(started):
+    reason = ask(process=live(started=started, name="bash"))
+    assert reason == "not stopping pid 4242: it now belongs to another process (bash) started at a different time"
+
+
+def test_a_start_of_zero_ticks_is_a_start_not_an_unknown():
+    assert ask(started_at=0, process=live(started=0)) is None
+
+
+def test_stopping_the_caller_says_the_callers_sentence():
+    assert refusal(MY_PID, STARTED, live(MY_PID), my_uid=ME, my_pid=MY_PID, myself="that is portbell itself") == "that is portbell itself"
+
+
+def test_names_from_a_process_are_escaped_in_every_refusal():
+    assert ask(process=None, name="a\nb") == "a\\nb (pid 4242) has already exited"
+    assert ask(process=live(started=1, name="x\ty")) == "not stopping pid 4242: it now belongs to another process (x\\ty) started at a different time"
+    assert ask(process=live(uid=0, user="r\noot")) == "not stopping python3 (pid 4242): it belongs to r\\noot, not to you"
+    assert ask(process=live(uid=None, user="e\nvil"), my_uid=None, my_user="ana").endswith("it belongs to e\\nvil, not to you")
 
 
 def test_a_reused_pid_without_a_name_says_another_process():
-    nameless = live(started=STARTED + timedelta(hours=1), name=None)
+    nameless = live(started=STARTED + 1, name=None)
     assert ask(process=nameless) == "not stopping pid 4242: it now belongs to another process started at a different time"
 
 

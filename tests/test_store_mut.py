@@ -132,10 +132,11 @@ def test_events_by_port_and_alerts_only(busy):
     assert [r.id for r in busy.events(alerts_only=True)] == [1, 2, 4]
 
 
-def test_events_by_process_name_whole_word_or_program_path(busy):
+def test_events_by_process_name_whole_word_or_exact_exe_path(busy):
     assert [r.id for r in busy.events(process="node")] == [2]  # not nodejs's 9000: a name is a whole word
     assert [r.id for r in busy.events(process="nodejs")] == [4, 5]
-    assert [r.id for r in busy.events(process="/usr/bin/py")] == [1, 3]  # the program path, a substring
+    assert [r.id for r in busy.events(process="/usr/bin/python3")] == [1, 3]  # the exe's exact path
+    assert busy.events(process="/usr/bin/py") == []  # never a substring
 
 
 def test_the_filters_combine(busy):

@@ -202,12 +202,12 @@ def test_table_pads_columns_to_the_widest_cell_and_strips_line_ends():
 def test_listener_row_and_table(monkeypatch):
     monkeypatch.setattr(words, "service_name", lambda port, transport: {(8000, "tcp"): "dev"}.get((port, transport)))
     two = li(owners=(owner(pid=10, name="b", user=None, uid=7), owner(pid=11, name="a", user="ana"), owner(pid=None, name=None, user=None, uid=None)))
-    assert words.listener_row(two) == ["tcp", "0.0.0.0:8000", "all-interfaces", "10 +1", "a,b", "7,?,ana", "dev"]
-    assert words.listener_row(li(owners=(), transport=Transport.UDP, port=9)) == ["udp", "0.0.0.0:9", "all-interfaces", "-", "?", "?", ""]
+    assert words.listener_row(two) == ["tcp", "0.0.0.0:8000", "all-interfaces", "10 +1", "a,b", "7,?,ana", "-", "dev"]
+    assert words.listener_row(li(owners=(), transport=Transport.UDP, port=9)) == ["udp", "0.0.0.0:9", "all-interfaces", "-", "?", "?", "-", ""]
     assert words.listener_row(li())[3:6] == ["4242", "python3", "ana"]
     assert words.listeners_table([li()]) == (
-        "PROTO  ADDRESS       EXPOSURE        PID   PROCESS  USER  SERVICE\n"
-        "tcp    0.0.0.0:8000  all-interfaces  4242  python3  ana   dev"
+        "PROTO  ADDRESS       EXPOSURE        PID   PROCESS  USER  UNIT  SERVICE\n"
+        "tcp    0.0.0.0:8000  all-interfaces  4242  python3  ana   -     dev"
     )
 
 
@@ -219,7 +219,7 @@ def ev(kind, listener, previous=None):
 
 
 def test_event_line_for_an_opening():
-    assert words.event_line(ev(EventKind.OPENED, li())) == "09:14:05  opened   tcp 0.0.0.0:8000           all-interfaces   python3 (4242)"
+    assert words.event_line(ev(EventKind.OPENED, li())) == "09:14:05  opened   tcp 0.0.0.0:8000           all-interfaces         python3 (4242)"
     assert words.event_line(ev(EventKind.OPENED, li(owners=()))).endswith(" ?")
 
 
@@ -275,7 +275,10 @@ def test_partial_view_explains_for_root_and_for_a_user():
     assert words.partial_view(True) == (
         "some processes hide their descriptors even from root (a container or another user namespace); their sockets show no process."
     )
-    assert words.partial_view(False) == "sockets of other users show no process. Run as root (or that user) to see every owner."
+    assert words.partial_view(False) == (
+        "sockets of other users show no process. To see every owner, run as root, or run the "
+        "system-wide daemon (packaging/README.md), whose capabilities let it see them."
+    )
 
 
 def test_owner_block_of_a_visible_process():
@@ -317,4 +320,4 @@ def test_event_line_names_every_owner_now_and_before():
 
 
 def test_a_change_without_its_previous_state_is_one_plain_line():
-    assert words.event_line(ev(EventKind.CHANGED, li())) == "09:14:05  changed  tcp 0.0.0.0:8000           all-interfaces   python3 (4242)"
+    assert words.event_line(ev(EventKind.CHANGED, li())) == "09:14:05  changed  tcp 0.0.0.0:8000           all-interfaces         python3 (4242)"
