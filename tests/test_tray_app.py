@@ -244,7 +244,7 @@ def test_open_settings_creates_a_commented_template_that_checks_clean(home):
 
 
 def test_the_menu_becomes_pystray_objects_whose_clicks_queue_actions(pystray_dummy):
-    from portbell.tray.app import to_pystray
+    from portbell.tray.toolkit import to_pystray
 
     done = []
     items = menu.build(menu.View(listeners=(listener(8000),), autostart=True, uid=os.getuid()), datetime.now(timezone.utc))
@@ -379,3 +379,54 @@ def test_the_worker_sleeps_until_the_records_folder_is_written(tmp_path):
         assert select.select([watch], [], [], 0)[0] == []
     finally:
         watch.close()
+
+
+class Probe:
+    """The pointer probe (tray/_x11.py) at its seam: says whether a menu is open."""
+
+    def __init__(self):
+        self.open = False
+
+    def held(self):
+        return self.open
+
+    def close(self):
+        pass
+
+
+def test_a_shown_menu_is_not_swapped_until_it_closes_and_the_icon_still_changes(tray, home):
+    app, writer, clock, _ = tray
+    app.probe = Probe()
+    writer.baseline(listener(5432, "127.0.0.1"))
+    app.tick()
+    menus = len(app.icon.menus)
+    app.probe.open = True
+    clock.advance(1)
+    writer.open(listener(8000, name="node", pid=1))
+    app.tick()
+    assert len(app.icon.menus) == menus and "8000 tcp" not in menu_text(home)  # the open menu stays
+    assert app._shown[1] == ("alert", 1)  # the icon says it at once
+    assert app._menu_retry_at == clock.mono + 0.5  # and the worker looks again soon
+    app.probe.open = False
+    clock.advance(0.5)
+    app.tick()
+    assert len(app.icon.menus) == menus + 1 and "8000 tcp" in menu_text(home) and app._menu_retry_at is None
+
+
+def test_a_short_lived_loopback_listener_never_enters_the_menu_and_a_lasting_one_does(tray, home):
+    app, writer, clock, _ = tray
+    writer.baseline(listener(5432, "127.0.0.1"))
+    app.tick()
+    menus = len(app.icon.menus)
+    clock.advance(1)
+    writer.open(listener(40000, "127.0.0.1", name="lsp"), alert=False)
+    app.tick()
+    assert len(app.icon.menus) == menus and "40000" not in menu_text(home)
+    assert app._settle_at == clock.mono + 3.0
+    clock.advance(1)
+    writer.open(listener(8000, name="node", pid=1))  # exposed: at once
+    app.tick()
+    assert "8000 tcp" in menu_text(home) and "40000" not in menu_text(home)
+    clock.advance(2)
+    app.tick()
+    assert "40000 tcp" in menu_text(home) and app._settle_at is None

@@ -25,6 +25,7 @@ MARKS = {"trust": "trusted", "mute": "muted"}  # what a deciding rule makes of a
 MAX_PER_SECTION = 15  # listeners shown per section; the rest are behind "N more..."
 MAX_OWNERS = 3  # owners detailed per listener
 MAX_TEXT = 72  # characters of an exe path or command line in a menu label
+SETTLE_S = 3.0  # a loopback listener enters the menu once it has lived this long
 
 EXPOSED_TITLE = "Exposed to the network"
 LOOPBACK_TITLE = "This machine only"
@@ -86,6 +87,25 @@ class View:
 
     def paused(self, now: datetime) -> bool:
         return self.paused_until is not None and now < self.paused_until
+
+
+def settled(listeners, since: Mapping[Key, datetime], now: datetime, after: datetime, settle_s: float = SETTLE_S):
+    """The listeners the menu shows, and when the next held-back one is due (None: none held back).
+
+    A loopback listener first recorded after `after` (the tray's start) and younger than `settle_s`
+    is held back: language servers, browsers and test runners open and close them all day, and
+    rebuilding a shown menu closes it on every host. An exposed listener enters at once: it is the
+    news (and it is rare).
+    """
+    shown, due = [], None
+    for li in listeners:
+        first = since.get(li.key)
+        if li.exposure.exposed or first is None or first <= after or (now - first).total_seconds() >= settle_s:
+            shown.append(li)
+            continue
+        at = first + timedelta(seconds=settle_s)
+        due = at if due is None or at < due else due
+    return tuple(shown), due
 
 
 def order(listeners) -> tuple[Listener, ...]:
