@@ -314,3 +314,90 @@ def owner_block(owner: Owner, parent: Owner | None, complete: bool = True) -> li
         label = f"{parent.name} (pid {owner.ppid})" if parent and parent.name else f"pid {owner.ppid}"
         lines.append(f"  parent   {label}")
     return lines
+
+
+# ------------------------------------------------------------------ the tray (menu rows, notifications)
+
+TRAY_TITLE_MAX = 40  # xfce4-notifyd cuts longer titles
+TRAY_BODY_LINES = 3
+TRAY_COMMAND_MAX = 60
+# a notification's buttons: (key, label); "default" is a click on the bubble itself
+TRAY_BUTTONS = (("default", "Details"), ("trust", "Trust"), ("mute-1h", "Mute 1 h"), ("stop", "Stop"))
+TRAY_STOP_BUTTONS = (("stop-now", "Stop now"), ("cancel", "Cancel"))
+_VIA = {"cgroup": "by unit", "cmdline": "by command line"}  # owners inferred, not read from descriptors
+
+
+def tray_owner(owner: Owner, li: Listener) -> str:
+    """A menu row's owner: `python3 (4242)`, `cupsd (812, by unit)` when inferred, and
+    `cups.service (root)` when the process is hidden but the socket's unit is known."""
+    if owner.pid is None:
+        return f"{unit_label(li.unit)} ({user_of(owner)})" if li.unit is not None else owner_tag(owner)
+    how = tray_how(owner)
+    return f"{owner.name or '?'} ({owner.pid}, {how})" if how else f"{owner.name or '?'} ({owner.pid})"
+
+
+def tray_how(owner: Owner) -> str | None:
+    """`by unit` or `by command line` when the owner was inferred, not read from its descriptors."""
+    return _VIA.get(owner.via or "")
+
+
+def tray_owners(li: Listener) -> str:
+    """The first owner as `tray_owner` says it, `+N` for the others; the unit when no owner is known."""
+    if not li.owners:
+        return unit_label(li.unit) if li.unit is not None else "?"
+    return _first_and_more(li, lambda o: tray_owner(o, li), "?", "{} +{}")
+
+
+def tray_program(li: Listener) -> str:
+    """The program a notification's title names: the first visible owner, else the unit, else `?`."""
+    name = next((o.name for o in li.owners if o.pid is not None and o.name), None)
+    return name or (unit_label(li.unit) if li.unit is not None else first_name(li) or "?")
+
+
+def tray_forward(li: Listener) -> str | None:
+    """`-> 172.17.0.2:80 (shop-web-1)`: where a forwarder sends this port; None when it is no forwarder."""
+    f = li.forward
+    if f is None:
+        return None
+    target = f"{f.address}:{f.port}" if f.address and f.port else f"port {f.port}" if f.port else "a container"
+    who = f.container.name or f.container.short_id if f.container is not None else f.by
+    return f"-> {target} ({who})"
+
+
+def tray_alert_title(li: Listener, news: str) -> str:
+    """At most 40 characters, port and program first: `8000 python3: open to the network`.
+    news: "opened", "owner" (another program took the port), "reach" (the exposure changed)."""
+    if news == "reach":
+        tail = "now exposed" if li.exposure.exposed else "now this machine only"
+    elif news == "owner":
+        tail = "new owner, exposed" if li.exposure.exposed else "new owner"
+    else:
+        tail = "open to the network" if li.exposure.exposed else "new listener"
+    room = TRAY_TITLE_MAX - len(f"{li.port} : {tail}")
+    return f"{li.port} {short(tray_program(li), max(room, 4))}: {tail}"
+
+
+def tray_burst_title(count: int, exposed: int) -> str:
+    """`5 new listeners, 3 exposed` (a coalesced notification)."""
+    return f"{count} new listeners" + (f", {exposed} exposed" if exposed else "")
+
+
+def tray_command(argv, limit: int = TRAY_COMMAND_MAX) -> str:
+    """A command line for a notification: one line, a multi-line argument (a `python -c` script)
+    cut at its first line, at most `limit` characters."""
+    args = [a.strip().splitlines()[0] + " ..." if "\n" in a.strip() else a for a in argv]
+    return short(" ".join(args), limit)
+
+
+def tray_stop_question(owner: Owner) -> tuple[str, str]:
+    """The confirming notification of a Stop button: title and body."""
+    return (short(f"Stop {owner.name or '?'} (pid {owner.pid})?", TRAY_TITLE_MAX),
+            "It is sent SIGTERM after the same checks as the menu's Stop (its pid, start time and user).")
+
+
+def tray_partial_view(as_root: bool) -> str:
+    """The menu's line when the daemon cannot see every owner, and the two ways to see them."""
+    if as_root:
+        return "Partial view: " + partial_view(True)
+    return ("Partial view: other users' sockets show no process; run as root, "
+            "or the system-wide daemon (packaging/README.md)")

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import psutil
@@ -136,8 +137,10 @@ def test_unseen_alerts_pause_partial_view_and_a_stopped_daemon_show_at_the_top()
         "* 3 new alerts: mark as seen",
         "  The daemon is not running: start it",
         "# Notifications paused until 10:00",
-        "# Partial view: other users' processes are hidden",
+        "# Partial view: other users' sockets show no process; run as root, or the system-wide daemon (packaging/README.md)",
     ])
+    as_root = menu.as_text(menu.build(replace(v, uid=0), T0))
+    assert "# Partial view: some processes hide their descriptors even from root" in as_root and "run as root" not in as_root
     text = menu.as_text(menu.build(v, T0))
     assert "      Resume now" in text and "  [x] Start at login" in text
     assert menu.tooltip(v, T0) == "portbell: 1 exposed, 0 on this machine only; 3 new alerts; notifications paused until 10:00; the daemon is not running"
@@ -460,3 +463,19 @@ def test_the_tray_state_file_is_private_and_survives_garbage(tmp_path):
     assert TrayState.load(path) == TrayState()
     path.write_text(json.dumps({"version": 1, "notified_id": "7"}))
     assert TrayState.load(path) == TrayState()
+
+
+def test_menu_rows_name_the_unit_of_a_hidden_owner_mark_inferred_owners_and_show_the_forward():
+    from portbell.daemon.model import Container, Forward, Unit, UnitKind
+
+    hidden = Owner(pid=None, uid=0, name=None, started_at=None, exe=None, cmdline=(), user="root")
+    cups = replace(li(631, "0.0.0.0", hidden), unit=Unit(UnitKind.SERVICE, "cups.service"))
+    inferred = replace(li(632, "0.0.0.0", replace(owner(pid=812, name="cupsd"), via="cgroup")), unit=Unit(UnitKind.SERVICE, "cups.service"))
+    web = Container("f" * 64, "docker", name="shop-web-1", image="nginx:1.25")
+    proxy = replace(li(8080, "0.0.0.0", owner(pid=900, name="docker-proxy")), forward=Forward("docker-proxy", "172.17.0.2", 80, web))
+    assert menu.listener_label(cups) == "631 tcp  cups.service (root)  0.0.0.0"
+    assert menu.listener_label(inferred) == "632 tcp  cupsd (812, by unit)  0.0.0.0"
+    assert menu.listener_label(proxy) == "8080 tcp  docker-proxy (900)  0.0.0.0  -> 172.17.0.2:80 (shop-web-1)"
+    lines = menu.details(inferred, None, T0)
+    assert "unit cups.service" in lines and "cupsd, pid 812, by unit, user ana" in lines
+    assert "forwards -> 172.17.0.2:80 (shop-web-1)" in menu.details(proxy, None, T0)

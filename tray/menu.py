@@ -146,8 +146,12 @@ def tooltip(view: View, now: datetime) -> str:
 
 
 def listener_label(li: Listener, mark: str | None = None) -> str:
-    """`8000 tcp  python3 (4242)  0.0.0.0`, with `(trusted)` or `(muted)` when a rule says so."""
-    text = f"{li.port} {li.transport}  {_short(words.owners_tag(li), 40)}  {li.address}"
+    """`8000 tcp  python3 (4242)  0.0.0.0`, `631 tcp  cups.service (root)  0.0.0.0` when only the
+    unit is known, `-> 172.17.0.2:80 (shop-web-1)` after a forwarder's, `(trusted)` or `(muted)`."""
+    text = f"{li.port} {li.transport}  {_short(words.tray_owners(li), 40)}  {li.address}"
+    forward = words.tray_forward(li)
+    if forward:
+        text += "  " + _short(forward, 40)
     return f"{text}  ({mark})" if mark else text
 
 
@@ -187,7 +191,7 @@ def build(view: View, now: datetime) -> tuple[Item, ...]:
     if view.paused(now):
         items.append(label(f"Notifications paused until {words.when(view.paused_until, now)}"))
     if view.record and not view.complete:
-        items.append(label("Partial view: other users' processes are hidden"))
+        items.append(label(words.tray_partial_view(view.uid == 0)))
     items.append(SEPARATOR)
     if view.record:
         for title, group in ((EXPOSED_TITLE, view.exposed), (LOOPBACK_TITLE, view.loopback)):
@@ -266,11 +270,17 @@ def stop_refusal_static(owner: Owner, uid: int | None) -> str | None:
 def details(li: Listener, since: datetime | None, now: datetime) -> list[str]:
     """The submenu's information lines: exposure, then per process: who, exe, command line; since when."""
     lines = [words.exposure_details(li)]
+    if li.unit is not None:
+        lines.append("unit " + _short(words.unit_label(li.unit)))
+    forward = words.tray_forward(li)
+    if forward:
+        lines.append("forwards " + _short(forward))
     for owner in li.owners[:MAX_OWNERS]:
         if owner.pid is None:
             lines.append(f"process not visible (socket of {words.user_of(owner)})")
             continue
-        lines.append(f"{_short(owner.name or '?', 40)}, pid {owner.pid}, user {owner.user or owner.uid or '?'}")
+        how = words.tray_how(owner)
+        lines.append(f"{_short(owner.name or '?', 40)}, pid {owner.pid}{', ' + how if how else ''}, user {owner.user or owner.uid or '?'}")
         lines.append("exe " + _short(owner.exe or "(not readable)"))
         lines.append("command " + _short(" ".join(owner.cmdline) if owner.cmdline else "(not readable)"))
     if len(li.owners) > MAX_OWNERS:
