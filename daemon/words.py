@@ -374,7 +374,9 @@ def tray_alert_title(li: Listener, news: str) -> str:
     else:
         tail = "open to the network" if li.exposure.exposed else "new listener"
     room = TRAY_TITLE_MAX - len(f"{li.port} : {tail}")
-    return f"{li.port} {short(tray_program(li), max(room, 4))}: {tail}"
+    # servers show the title as it is, but keep markup's characters out of it anyway (the body has the name)
+    program = "".join(ch for ch in printable(tray_program(li)) if ch not in "<>&")
+    return f"{li.port} {short(program, max(room, 4))}: {tail}"
 
 
 def tray_burst_title(count: int, exposed: int) -> str:
@@ -389,9 +391,10 @@ def tray_command(argv, limit: int = TRAY_COMMAND_MAX) -> str:
     return short(" ".join(args), limit)
 
 
-def tray_stop_question(owner: Owner) -> tuple[str, str]:
+def tray_stop_question(name: str | None, pid: int) -> tuple[str, str]:
     """The confirming notification of a Stop button: title and body."""
-    return (short(f"Stop {owner.name or '?'} (pid {owner.pid})?", TRAY_TITLE_MAX),
+    name = "".join(ch for ch in printable(name or "?") if ch not in "<>&")
+    return (short(f"Stop {name} (pid {pid})?", TRAY_TITLE_MAX),
             "It is sent SIGTERM after the same checks as the menu's Stop (its pid, start time and user).")
 
 

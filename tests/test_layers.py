@@ -161,6 +161,16 @@ def test_plyer_only_in_the_trays_notifier():
     assert {n for n, _ in _owners("plyer")} <= {"portbell.tray.notify"}
 
 
+def test_jeepney_only_in_the_trays_dbus_module():
+    assert {n for n, _ in _owners("jeepney")} <= {"portbell.tray._dbus"}
+    assert ("portbell.tray._dbus", "jeepney") in [(n, m.split(".")[0]) for n, m in _owners("jeepney")]
+
+
+def test_xlib_only_in_the_trays_pointer_probe():
+    assert {n for n, _ in _owners("Xlib")} <= {"portbell.tray._x11"}
+    assert _owners("Xlib")
+
+
 def test_the_daemon_never_imports_the_tray():
     # One exception: `portbell tray` imports the tray's app inside cmd_tray, never at module level.
     lazy_tray_command = ("portbell.daemon.cli", "portbell.tray.app", False)

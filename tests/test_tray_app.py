@@ -54,8 +54,9 @@ class FakeNotifier:
     def __init__(self):
         self.sent = []
 
-    def send(self, title, body, *, timeout_s=10):
+    def send(self, title, body, *, timeout_s=10, urgency="normal", buttons=()):
         self.sent.append((title, body))
+        self.last = dict(urgency=urgency, buttons=buttons)
         return True
 
 
@@ -132,7 +133,7 @@ def test_the_tray_shows_the_record_and_rings_once_per_burst(tray, home):
     clock.advance(1.1)
     app.tick()
     ((title, body),) = notifier.sent
-    assert title == "3 new listeners, 3 reachable from other machines"
+    assert title == "3 new listeners, 3 exposed"
     assert body.splitlines()[0] == "3 new listeners: node x2, python3"
     app.carry_out(Action("seen"))
     app.tick()
@@ -171,7 +172,7 @@ def test_pause_keeps_quiet_and_resume_rings_again(tray, home):
     for _ in range(4):
         clock.advance(1)
         app.tick()
-    assert [t for t, _ in notifier.sent] == ["New listener on port 8001: reachable from other machines"]
+    assert [t for t, _ in notifier.sent] == ["8001 python3: open to the network"]
 
 
 def test_a_restarted_tray_does_not_replay_old_alerts(tray, pystray_dummy):
@@ -430,3 +431,14 @@ def test_a_short_lived_loopback_listener_never_enters_the_menu_and_a_lasting_one
     clock.advance(2)
     app.tick()
     assert "40000 tcp" in menu_text(home) and app._settle_at is None
+
+
+def test_a_notifications_stop_button_asks_first_and_only_stop_now_stops(tray):
+    from portbell.tray.menu import Action
+
+    app, writer, clock, notifier = tray
+    app.carry_out(Action("ask-stop", (4242, None, "python3")))
+    assert notifier.sent[-1][0] == "Stop python3 (pid 4242)?"
+    assert notifier.last["urgency"] == "critical"
+    assert notifier.last["buttons"] == (("stop-now", "Stop now", Action("stop", (4242, None, "python3"))), ("cancel", "Cancel", None))
+    assert notifier.on_action == app.do  # a click queues the button's action, as the menu does

@@ -116,3 +116,43 @@ def test_an_open_menu_stays_open_while_loopback_listeners_come_and_go(tray, chur
     print(f"menu still mapped after {CHURN_OPEN_S} s under churn: {stayed} of {CHURN_TRIES}")
     assert stayed >= CHURN_TRIES - 1, f"the menu stayed open in only {stayed} of {CHURN_TRIES} tries"
     assert "restarted after crash" not in tray.desktop.log("xfce4-panel")
+
+
+def test_an_exposed_listener_rings_with_buttons_and_mute_1h_clicked_over_dbus_writes_the_rule(tray, child):
+    from datetime import datetime, timedelta, timezone
+
+    from portbell.daemon.record import Store
+
+    c = child("pbbuttons")
+    title = f"{c.port} pbbuttons: open to the network"
+    found = poll(lambda: [n for n in tray.desktop.notifications() if n["summary"] == title], 20, 0.2, f"the notification {title!r}")
+    n = found[0]
+    assert len(title) <= 40
+    assert len(shown_lines(n["message"])) <= 4, n["message"]  # the title, then at most 3 lines
+    asked = tray.desktop.log("dbus-monitor")
+    asked = asked[asked.index(f'string "{title}"'):]
+    asked = asked[: asked.find("member=Notify")]  # this Notify call only
+    assert 'string "urgency"\n         variant             byte 2' in asked, asked  # critical
+    assert "portbell-64.png" in asked.split(f'string "{title}"')[0] or "icons/portbell-64.png" in tray.desktop.log("dbus-monitor"), asked
+    for key, label in (("default", "Details"), ("trust", "Trust"), ("mute-1h", "Mute 1 h"), ("stop", "Stop")):
+        assert f'string "{key}"\n' in asked and f'string "{label}"\n' in asked, f"no {label} button in:\n{asked[-3000:]}"
+    # a person clicks "Mute 1 h": the server sends ActionInvoked(id, key); here the test sends it, as the server would
+    tray.desktop.gdbus("emit", "--session", "--object-path", "/org/freedesktop/Notifications",
+                       "--signal", "org.freedesktop.Notifications.ActionInvoked", f"uint32 {n['id']}", "'mute-1h'")
+
+    def muted():
+        store = Store.open(tray.home.folder / "state" / "portbell.db")
+        try:
+            return [r for r in store.decisions() if r.action == "mute" and r.ports == (c.port, c.port)]
+        finally:
+            store.close()
+
+    (rule,) = poll(muted, 10, 0.1, "the mute rule in the record")
+    left = rule.until - datetime.now(timezone.utc)
+    assert timedelta(minutes=58) < left <= timedelta(hours=1), rule
+    assert rule.source == "tray"
+    poll(lambda: f"{c.port} tcp  pbbuttons ({c.proc.pid})  0.0.0.0  (muted)" in tray.menu(), 10, what="the muted mark in the menu")
+
+
+def shown_lines(markup: str) -> list[str]:
+    return [line for line in vdesk.shown_text(markup).splitlines() if line.strip()]

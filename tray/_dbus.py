@@ -9,9 +9,12 @@ connection; a listener thread of ours waits on the signals and hands each click 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
+
+from ..daemon.errors import Unavailable
 
 log = logging.getLogger("portbell.tray")
 
@@ -21,35 +24,33 @@ CALL_TIMEOUT_S = 5.0
 URGENCY = {"low": 0, "normal": 1, "critical": 2}
 
 
-class Unreachable(Exception):
-    """No notification service answers on the session bus."""
-
-
 class DbusNotifications:
     """A connection to the session's notification service: its capabilities, Notify, and clicks."""
 
     def __init__(self, on_action=None) -> None:
         from jeepney import DBusAddress, MatchRule, message_bus
-        from jeepney.io.threading import Proxy, open_dbus_router
+        from jeepney.io.threading import DBusRouter, Proxy, open_dbus_connection
 
         self.on_action = on_action
         self._address = DBusAddress(PATH, bus_name=NAME, interface=NAME)
         try:
-            self._router = open_dbus_router(bus="SESSION")
+            self._conn = open_dbus_connection(bus="SESSION")
+            self._router = DBusRouter(self._conn)
         except Exception as err:  # no bus address, a refused connection
-            raise Unreachable(f"no session bus: {err}") from err
+            raise Unavailable(f"no session bus: {err}") from err
         try:
             self.capabilities = frozenset(self._call("GetCapabilities", "")[0])
             bus = Proxy(message_bus, self._router)
             queue_ = queue.Queue(maxsize=256)
-            self._filters = []
+            self._filters = contextlib.ExitStack()
             # no sender in the rule: the bus would match it against the name's current owner
             rule = MatchRule(type="signal", interface=NAME, member="ActionInvoked", path=PATH)
-            bus.AddMatch(rule, timeout=CALL_TIMEOUT_S)
-            self._filters.append(self._router.filter(rule, queue=queue_))
+            bus.AddMatch(rule, _timeout=CALL_TIMEOUT_S)
+            self._filters.enter_context(self._router.filter(rule, queue=queue_))
         except Exception as err:
             self._router.close()
-            raise Unreachable(f"{NAME} does not answer: {type(err).__name__}: {err}") from err
+            self._conn.close()
+            raise Unavailable(f"{NAME} does not answer: {type(err).__name__}: {err}") from err
         self.ours: dict[int, None] = {}  # ids of the last notifications we sent, oldest first
         self._queue = queue_
         self._listener = threading.Thread(target=self._listen, name="portbell-notifications", daemon=True)
@@ -85,9 +86,9 @@ class DbusNotifications:
     def close(self) -> None:
         self.on_action = None
         try:
-            for f in self._filters:
-                f.close()
+            self._filters.close()
             self._router.close()
+            self._conn.close()
         except Exception:
             pass
         self._queue.put(None)

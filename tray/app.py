@@ -28,6 +28,7 @@ from . import icon as icons, menu, system
 from ._x11 import PointerProbe
 from .toolkit import backend_name, to_pystray
 from .actions import Actions, autostart_status
+from . import alerts
 from .alerts import Batcher
 from .menu import Action, View
 from .notify import Notifier
@@ -79,6 +80,7 @@ class TrayApp:
         self._load_config()
         self.batcher = Batcher(self.config.coalesce_s, self.config.cooldown_s)
         self.notifier = notifier or Notifier()
+        self.notifier.on_action = self.do  # a notification's button queues its action, as the menu does
         self.children = system.Children()
         self.actions = Actions(self)
         self.pending: queue.Queue[Action] = queue.Queue()  # do() queues, the worker carries out
@@ -116,6 +118,8 @@ class TrayApp:
 
     def close(self) -> None:
         self.record.close()
+        if hasattr(self.notifier, "close"):
+            self.notifier.close()
         if self.probe:
             self.probe.close()
         for fd in (self._wake_r, self._wake_w):
@@ -221,7 +225,10 @@ class TrayApp:
                 self.marks = menu.marks_for(reading.listeners, self.config.rules + reading.rules, now)
         notice = self.batcher.due(mono)
         if notice is not None:
-            self.notifier.send(notice.title, notice.body, timeout_s=20 if notice.exposed else 8)
+            self.notifier.send(
+                notice.title, notice.body, timeout_s=20 if notice.exposed else 8,
+                urgency="critical" if notice.exposed else "normal", buttons=alerts.buttons(notice, _uid()),
+            )
         self.show(self.view(now), now)
 
     def _adopt(self, last_id: int) -> None:
@@ -262,7 +269,7 @@ class TrayApp:
             record=r is not None,
             complete=r.complete if r else True,
             autostart=self.autostart,
-            uid=os.getuid() if hasattr(os, "getuid") else None,
+            uid=_uid(),
         )
 
     # -------------------------------------------------------------- the toolkit
@@ -360,6 +367,10 @@ class TrayApp:
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def _uid() -> int | None:
+    return os.getuid() if hasattr(os, "getuid") else None
 
 
 def _drain(fd: int) -> None:

@@ -38,8 +38,8 @@ PAUSE_CHOICES = (("For 1 hour", "1h"), ("Until tomorrow", "tomorrow"))
 class Action:
     """What a menu item does, as data: tray/actions.py carries it out."""
 
-    verb: str  # seen | copy | browse | trust | mute | stop | pause | resume | events | all-listeners |
-    #            settings | autostart | start-daemon | quit
+    verb: str  # seen | copy | browse | trust | mute | stop | ask-stop | pause | resume | events |
+    #            all-listeners | settings | autostart | start-daemon | quit
     args: tuple = ()
 
 

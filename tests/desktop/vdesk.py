@@ -30,6 +30,7 @@ PROGRAMS = {
     "dunst": "dunst",
     "dunstctl": "dunst",
     "dbus-daemon": "dbus-bin",
+    "dbus-monitor": "dbus-bin",
     "gdbus": "libglib2.0-bin",
     "xclip": "xclip",
 }
@@ -179,6 +180,8 @@ class VirtualDesktop:
             self.env["DBUS_SESSION_BUS_ADDRESS"] = _read_line_from_fd(r, 20, "dbus-daemon's address")
         finally:
             os.close(r)
+        # what is asked of the notification server, as it reaches the bus (Notify calls and their actions)
+        self.spawn("dbus-monitor", ["dbus-monitor", "--session", "type='method_call',interface='org.freedesktop.Notifications',member='Notify'"])
         # 3. dunst, the notification server
         rc = self.dir / "dunstrc"
         rc.write_text(DUNSTRC)
