@@ -404,3 +404,30 @@ def tray_partial_view(as_root: bool) -> str:
         return "Partial view: " + partial_view(True)
     return ("Partial view: other users' sockets show no process; run as root, "
             "or the system-wide daemon (packaging/README.md)")
+
+
+def tray_menu_fix(distro: str, install: str, pipx_spec: str | None, system_python: bool) -> str:
+    """The one step that gives the tray its menu where only pystray's xorg backend loads.
+
+    distro: "debian", "fedora", "arch", "suse" or "" (from os-release); install: the Python running
+    portbell; pipx_spec: what pipx installed (its metadata) when portbell runs from a pipx venv;
+    system_python: that Python is the distribution's, whose GObject bindings a venv can see.
+    """
+    packages = {
+        "debian": "sudo apt install python3-gi gir1.2-ayatanaappindicator3-0.1",
+        "fedora": "sudo dnf install python3-gobject libayatana-appindicator-gtk3",
+        "arch": "sudo pacman -S python-gobject libayatana-appindicator",
+        "suse": "sudo zypper install python3-gobject typelib-1_0-AyatanaAppIndicator3-0_1",
+    }.get(distro, "install your distribution's python3-gi (PyGObject) and the AyatanaAppIndicator3 typelib")
+    if pipx_spec is not None:
+        python = "" if system_python else " --python /usr/bin/python3"
+        return f"{packages} && pipx install --force --system-site-packages{python} {pipx_spec}"
+    if system_python:
+        return packages
+    return (f"{packages}, then run portbell from a Python that sees them: "
+            f"pipx install --system-site-packages --python /usr/bin/python3 portbell (this one is {install})")
+
+
+def tray_backend_sentence(backend: str, menu: bool, why: str) -> str:
+    """`portbell tray` at start and `portbell status`: which pystray backend, whether it has a menu, why."""
+    return f"pystray backend {backend} (menu: {'yes' if menu else 'no'}): {why}"

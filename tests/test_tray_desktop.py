@@ -11,6 +11,7 @@ written to docs/tray-icon.png and docs/tray-menu.png.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -19,7 +20,7 @@ import sys
 import pytest
 
 from desktop import vdesk
-from desktop.actors import LOOKS, Tray, docs_shot, near, notifications_about, parse_menu
+from desktop.actors import LOOKS, ROOT, Tray, docs_shot, near, notifications_about, parse_menu
 from desktop.actors import child, home, shots  # noqa: F401 (fixtures)
 from desktop.vdesk import poll, shown_text, stop_process
 
@@ -158,8 +159,8 @@ def test_the_tray_survives_a_daemon_restart(tray, home, child):
     tray.alive()
 
 
-def test_with_only_the_xorg_backend_the_tray_says_what_to_install(desktop, tmp_path):
-    """The xorg backend has no menu: the tray says so, and what to install, and keeps its icon."""
+def test_forcing_the_xorg_backend_says_what_it_lacks_and_status_names_it(desktop, tmp_path):
+    """PYSTRAY_BACKEND=xorg: the tray says it has no menu and why, keeps its icon, and status says so."""
     env = dict(
         desktop.env,
         PYSTRAY_BACKEND="xorg",
@@ -176,10 +177,61 @@ def test_with_only_the_xorg_backend_the_tray_says_what_to_install(desktop, tmp_p
         try:
             poll(lambda: "pystray backend" in desktop.log("tray-xorg") or tray.poll() is not None, 30, what="the start line")
             text = desktop.log("tray-xorg")
-            assert "pystray backend xorg (menu: no)" in text
-            assert "no menu" in text and "gir1.2-ayatanaappindicator3-0.1" in text and "PyGObject" in text
+            assert "pystray backend xorg (menu: no): chosen with PYSTRAY_BACKEND=xorg; it has no menu" in text, text
             assert tray.poll() is None
+            status = subprocess.run([sys.executable, "-m", "portbell.daemon", "status"], env=env, capture_output=True, text=True, timeout=60)
+            assert f"The tray is running: pid {tray.pid}, pystray backend xorg (menu: no): chosen with PYSTRAY_BACKEND=xorg" in status.stdout, status.stdout
         finally:
             stop_process(tray)
     finally:
         stop_process(daemon)
+
+
+def test_status_names_the_trays_backend_and_why(tray):
+    done = subprocess.run([sys.executable, "-m", "portbell.daemon", "status"], env=tray.home.env, capture_output=True, text=True, timeout=60)
+    assert f"The tray is running: pid {tray.proc.pid}, pystray backend {tray.backend} (menu: yes): chosen with PYSTRAY_BACKEND={tray.backend}" in done.stdout, done.stdout
+
+
+@pytest.fixture(scope="module")
+def plain_install(tmp_path_factory):
+    """The wheel of HEAD in a fresh venv, as `pipx install .` makes it: no PyGObject, no dbus-python."""
+    tmp = tmp_path_factory.mktemp("plain")
+    src, dist, venv = tmp / "src", tmp / "dist", tmp / "venv"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(src)], check=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(src)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    (wheel,) = dist.glob("*.whl")
+    done = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return venv
+
+
+def test_a_plain_install_without_pygobject_says_the_one_step_that_gives_the_menu(desktop, plain_install, tmp_path):
+    python = str(plain_install / "bin" / "python")
+    assert subprocess.run([python, "-c", "import gi"], capture_output=True).returncode != 0  # as pipx makes it
+    env = dict(
+        desktop.env,
+        PORTBELL_STATE_DIR=str(tmp_path / "state"),
+        PORTBELL_RUNTIME_DIR=str(tmp_path / "run"),
+        PORTBELL_CONFIG=str(tmp_path / "config.toml"),
+    )
+    env.pop("PYSTRAY_BACKEND", None)
+    tray = desktop.spawn("tray-plain", [str(plain_install / "bin" / "portbell"), "tray"], env=env)
+    try:
+        poll(lambda: "pystray backend" in desktop.log("tray-plain") or tray.poll() is not None, 60, what="the start line")
+        text = desktop.log("tray-plain")
+        assert f"pystray backend xorg (menu: no): no menu: this Python ({python}) has no GObject bindings (PyGObject)" in text, text
+        assert "To get the menu: sudo apt install python3-gi gir1.2-ayatanaappindicator3-0.1" in text, text
+        assert "plyer" not in text and "Traceback" not in text, text  # no warning of a notifier it does not use
+        # and it says so where a person looks: a notification (over D-Bus: no GObject needed)
+        found = poll(lambda: [n for n in desktop.notifications() if n["summary"] == "portbell: the tray has no menu"], 20, 0.2, "the notification")
+        assert "python3-gi" in vdesk.shown_text(found[0]["message"])
+    finally:
+        stop_process(tray)
+        for name in ("daemon.lock",):
+            from portbell.daemon.service import InstanceLock
+
+            pid = InstanceLock.holder(tmp_path / "run" / name)
+            if pid:
+                os.kill(pid, signal.SIGTERM)

@@ -22,10 +22,11 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from ..daemon import paths
+from ..daemon import paths, words
 from ..daemon.session import graphical_session
 from . import icon as icons, menu, system
 from ._x11 import PointerProbe
+from . import toolkit
 from .toolkit import backend_name, to_pystray
 from .actions import Actions, autostart_status
 from . import alerts
@@ -47,14 +48,6 @@ GTK_BACKENDS = ("gtk", "appindicator")
 X11_BACKENDS = GTK_BACKENDS + ("xorg",)
 MENU_RETRY_S = 0.5  # while a menu is open, how often the tray looks whether it closed
 
-XORG_HELP = (
-    "only pystray's xorg backend is available here: the icon shows, but it has no menu and pystray "
-    "cannot show notifications through it. Install the GObject bindings and a tray library for a menu: "
-    "on Debian/Ubuntu `sudo apt install python3-gi gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1` "
-    "(with a system Python), or into portbell's own environment: "
-    "`sudo apt install libgirepository1.0-dev libcairo2-dev gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1` "
-    "then `pip install 'PyGObject<3.51'` (Debian 12's GLib; newer systems can use the latest). See the README: Linux desktops."
-)
 
 
 def utcnow() -> datetime:
@@ -409,18 +402,14 @@ def run(verbose: bool = False) -> int:
         except Exception as err:  # ImportError, or Xlib's display errors raised at import time
             print(f"portbell tray: cannot show a tray icon: {type(err).__name__}: {err}", file=sys.stderr)
             return 1
-        backend = backend_name(pystray)
-        if backend == "xorg":
-            print(f"portbell tray: {XORG_HELP}", file=sys.stderr)
+        backend, has_menu, why = toolkit.choice(pystray, os.environ.get("PYSTRAY_BACKEND"))
+        toolkit.write_note(paths.runtime_dir() / "tray.json", backend, has_menu, why)
         app = TrayApp(pystray)
         if system.daemon_running(paths.lock_file()) is None:
             app.start_daemon()
-        print(
-            f"portbell tray (pid {os.getpid()}): pystray backend {backend} "
-            f"(menu: {'yes' if pystray.Icon.HAS_MENU and backend != 'xorg' else 'no'}); record {paths.database()}",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(f"portbell tray (pid {os.getpid()}): {words.tray_backend_sentence(backend, has_menu, why)}; record {paths.database()}", file=sys.stderr, flush=True)
+        if not has_menu and not os.environ.get("PYSTRAY_BACKEND"):
+            app.notifier.send("portbell: the tray has no menu", why, timeout_s=30)
         return app.run()
     finally:
         lock.release()

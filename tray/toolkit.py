@@ -39,3 +39,77 @@ def _constant(value: bool):
         return value
 
     return get
+
+
+def choice(pystray_module, forced: str | None) -> tuple[str, bool, str]:
+    """(backend, has a menu, why): what loaded and the reason, in words for `portbell tray` and status."""
+    backend = backend_name(pystray_module)
+    menu = bool(pystray_module.Icon.HAS_MENU) and backend not in ("xorg", "dummy")
+    if forced:
+        why = f"chosen with PYSTRAY_BACKEND={forced}"
+        if backend == "xorg":
+            why += "; it has no menu and cannot notify by itself (notifications go to the desktop's service)"
+        return backend, menu, why
+    if backend != "xorg":
+        return backend, menu, "the first of pystray's backends that loads here"
+    return backend, menu, "no menu: " + missing_for_menu()
+
+
+def missing_for_menu() -> str:
+    """Why no menu backend loaded (the GObject bindings, or the typelibs), and the one step to fix it."""
+    import sys
+
+    from ..daemon import words
+
+    try:
+        import gi  # noqa: F401
+    except ImportError:
+        what = f"this Python ({sys.executable}) has no GObject bindings (PyGObject)"
+    else:
+        what = "the GObject bindings load, but neither the AyatanaAppIndicator3 nor the Gtk 3 typelib does"
+        for lib, version in (("AyatanaAppIndicator3", "0.1"), ("Gtk", "3.0")):
+            try:
+                gi.require_version(lib, version)
+            except ValueError:
+                continue
+            what = f"the GObject bindings and the {lib} typelib load, but pystray could not start a backend with a menu"
+            break
+    return f"{what}. To get the menu: {words.tray_menu_fix(_distro(), sys.executable, _pipx_spec(), sys.base_prefix == '/usr')}"
+
+
+def _distro() -> str:
+    try:
+        text = open("/etc/os-release", encoding="utf-8").read()
+    except OSError:
+        return ""
+    ids = " ".join(line.split("=", 1)[1].strip().strip('"') for line in text.splitlines() if line.startswith(("ID=", "ID_LIKE=")))
+    for family, names in (("debian", ("debian", "ubuntu")), ("fedora", ("fedora", "rhel")), ("arch", ("arch",)), ("suse", ("suse",))):
+        if any(n in ids.split() or any(i.startswith(n) for i in ids.split()) for n in names):
+            return family
+    return ""
+
+
+def _pipx_spec() -> str | None:
+    """What pipx installed, when portbell runs from a pipx venv (its pipx_metadata.json)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    try:
+        data = json.loads((Path(sys.prefix) / "pipx_metadata.json").read_text())
+        return data["main_package"]["package_or_url"] or "portbell"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_note(path, backend: str, menu: bool, why: str) -> None:
+    """The tray's backend for `portbell status` (runtime folder, tray.json; the tray's lock says it runs)."""
+    import json
+    import os
+
+    from ..daemon import paths
+
+    try:
+        paths.write_atomic(paths.private_dir(path.parent) / path.name, json.dumps({"pid": os.getpid(), "backend": backend, "menu": menu, "why": why}) + "\n")
+    except OSError:
+        pass

@@ -121,9 +121,12 @@ def cmd_status(args) -> int:
     else:
         note = None
     running = pid is not None
+    tray = _tray_note(InstanceLock)
     if args.json:
-        print(json.dumps({"version": SCHEMA_VERSION, "running": running, "pid": pid, "daemon": info, "counts": counts, "database": str(paths.database())}))
+        print(json.dumps({"version": SCHEMA_VERSION, "running": running, "pid": pid, "daemon": info, "counts": counts, "database": str(paths.database()), "tray": tray}))
         return 0 if running else 1
+    if tray:
+        print(f"The tray is running: pid {tray['pid']}, {words.tray_backend_sentence(tray['backend'], tray['menu'], tray['why'])}.")
     if not running:
         print("The portbell daemon is not running. Start it with `portbell daemon` (or `portbell autostart enable`).")
         if info and info.get("last_sample_at"):
@@ -147,6 +150,19 @@ def cmd_status(args) -> int:
             f"{words.plural(counts['alerts'], 'alert')} ({paths.database()})"
         )
     return 0
+
+
+def _tray_note(lock) -> dict | None:
+    """What the running tray wrote about its pystray backend (runtime folder, tray.json), or None."""
+    folder = paths.runtime_dir()
+    holder = lock.holder(folder / "tray.lock")
+    if holder is None:
+        return None
+    try:
+        note = json.loads((folder / "tray.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return note if isinstance(note, dict) and note.get("pid") == holder and {"backend", "menu", "why"} <= set(note) else None
 
 
 def _rule_from_args(args, action: str):
