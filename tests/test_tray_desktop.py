@@ -77,6 +77,20 @@ def test_the_chosen_backend_loaded_with_a_menu_and_the_icon_is_visible(tray, sho
         docs_shot(panel.crop((left, 0, min(area["w"], left + 120), area["h"])).resize((360, 3 * area["h"]), 0), "tray-icon.png")
 
 
+def test_a_left_click_opens_the_menu(tray):
+    tray.close_menus()
+    x, y, _ = tray.icon()
+    before = tray.desktop.windows()
+    tray.desktop.xdo("mousemove", x, y, "click", "1")
+    top_level = [n for n in parse_menu(tray.menu()) if n[0] != "-"]
+    # a new window tall enough for the menu's entries (not the tooltip the pointer raises)
+    poll(lambda: [w for wid, w in tray.desktop.windows().items() if wid not in before and w["override"] and w["h"] >= 18 * len(top_level)],
+         5, 0.05, f"a menu of {len(top_level)} entries")
+    tray.desktop.xdo("mousemove", 5, 700)
+    tray.close_menus()
+    tray.alive()
+
+
 def test_a_second_tray_says_which_one_runs_and_exits_1(tray):
     env = dict(tray.home.env, PYSTRAY_BACKEND=tray.backend)
     done = subprocess.run([sys.executable, "-m", "portbell.daemon", "tray"], env=env, capture_output=True, text=True, timeout=60)

@@ -129,6 +129,8 @@ class TrayApp:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signum, self._on_signal)
         icon.visible = True
+        if self.backend == "gtk":
+            self.on_toolkit(lambda: _left_click_opens_menu(icon))
         try:
             self.loop()
         except Exception:
@@ -360,6 +362,15 @@ class TrayApp:
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def _left_click_opens_menu(icon) -> None:
+    """GTK's status icon runs the default item on a left click; every other host opens the menu."""
+    from gi.repository import Gtk
+
+    status_icon = icon._status_icon
+    status_icon.disconnect_by_func(icon._on_status_icon_activate)
+    status_icon.connect("activate", lambda si: icon._on_status_icon_popup_menu(si, 1, Gtk.get_current_event_time()))
 
 
 def _uid() -> int | None:
