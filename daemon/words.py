@@ -318,7 +318,8 @@ def owner_block(owner: Owner, parent: Owner | None, complete: bool = True) -> li
 
 # ------------------------------------------------------------------ the tray (menu rows, notifications)
 
-TRAY_TITLE_MAX = 40  # xfce4-notifyd cuts longer titles
+TRAY_TITLE_MAX = 40  # characters; xfce4-notifyd cuts titles wider than about 300 px
+TRAY_TITLE_NAME = 15  # characters of a program's name in a title
 TRAY_BODY_LINES = 3
 TRAY_COMMAND_MAX = 60
 # a notification's buttons: (key, label); "default" is a click on the bubble itself
@@ -365,18 +366,22 @@ def tray_forward(li: Listener) -> str | None:
 
 
 def tray_alert_title(li: Listener, news: str) -> str:
-    """At most 40 characters, port and program first: `8000 python3: open to the network`.
+    """Port and program first, short enough for every server (xfce4-notifyd cuts what is wider than
+    about 300 px): `8000 python3: exposed`, `631 cupsd: new owner`, `5432 postgres: new listener`.
     news: "opened", "owner" (another program took the port), "reach" (the exposure changed)."""
     if news == "reach":
-        tail = "now exposed" if li.exposure.exposed else "now this machine only"
+        tail = "now exposed" if li.exposure.exposed else "now local only"
     elif news == "owner":
-        tail = "new owner, exposed" if li.exposure.exposed else "new owner"
+        tail = "new owner"
     else:
-        tail = "open to the network" if li.exposure.exposed else "new listener"
-    room = TRAY_TITLE_MAX - len(f"{li.port} : {tail}")
-    # servers show the title as it is, but keep markup's characters out of it anyway (the body has the name)
-    program = "".join(ch for ch in printable(tray_program(li)) if ch not in "<>&")
-    return f"{li.port} {short(program, max(room, 4))}: {tail}"
+        tail = "exposed" if li.exposure.exposed else "new listener"
+    return f"{li.port} {_title_name(tray_program(li))}: {tail}"
+
+
+def _title_name(name: str) -> str:
+    """A program's name for a title: 15 characters at most (a Linux process name's length), and
+    markup's characters left out (servers show the title as it is; the body has the name whole)."""
+    return short("".join(ch for ch in printable(name) if ch not in "<>&"), TRAY_TITLE_NAME)
 
 
 def tray_burst_title(count: int, exposed: int) -> str:
@@ -393,8 +398,7 @@ def tray_command(argv, limit: int = TRAY_COMMAND_MAX) -> str:
 
 def tray_stop_question(name: str | None, pid: int) -> tuple[str, str]:
     """The confirming notification of a Stop button: title and body."""
-    name = "".join(ch for ch in printable(name or "?") if ch not in "<>&")
-    return (short(f"Stop {name} (pid {pid})?", TRAY_TITLE_MAX),
+    return (short(f"Stop {_title_name(name or '?')} (pid {pid})?", TRAY_TITLE_MAX),
             "It is sent SIGTERM after the same checks as the menu's Stop (its pid, start time and user).")
 
 

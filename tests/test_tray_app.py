@@ -172,7 +172,7 @@ def test_pause_keeps_quiet_and_resume_rings_again(tray, home):
     for _ in range(4):
         clock.advance(1)
         app.tick()
-    assert [t for t, _ in notifier.sent] == ["8001 python3: open to the network"]
+    assert [t for t, _ in notifier.sent] == ["8001 python3: exposed"]
 
 
 def test_a_restarted_tray_does_not_replay_old_alerts(tray, pystray_dummy):

@@ -124,7 +124,7 @@ def test_an_exposed_listener_rings_with_buttons_and_mute_1h_clicked_over_dbus_wr
     from portbell.daemon.record import Store
 
     c = child("pbbuttons")
-    title = f"{c.port} pbbuttons: open to the network"
+    title = f"{c.port} pbbuttons: exposed"
     found = poll(lambda: [n for n in tray.desktop.notifications() if n["summary"] == title], 20, 0.2, f"the notification {title!r}")
     n = found[0]
     assert len(title) <= 40

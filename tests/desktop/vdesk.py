@@ -128,8 +128,9 @@ def _read_line_from_fd(fd: int, timeout: float, what: str) -> str:
 
 
 class VirtualDesktop:
-    def __init__(self, workdir: Path, host: str = "trayer") -> None:
-        self.host = host  # "trayer" (XEmbed) or "xfce" (xfce4-panel: StatusNotifierItem and XEmbed)
+    def __init__(self, workdir: Path, host: str = "trayer", server: str = "dunst") -> None:
+        self.host = host  # "trayer" (XEmbed), "xfce" (xfce4-panel: StatusNotifierItem and XEmbed), or "none"
+        self.server = server  # the notification server: "dunst" or "xfce4-notifyd"
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.procs: list[tuple[str, subprocess.Popen]] = []
@@ -182,11 +183,18 @@ class VirtualDesktop:
             os.close(r)
         # what is asked of the notification server, as it reaches the bus (Notify calls and their actions)
         self.spawn("dbus-monitor", ["dbus-monitor", "--session", "type='method_call',interface='org.freedesktop.Notifications',member='Notify'"])
-        # 3. dunst, the notification server
-        rc = self.dir / "dunstrc"
-        rc.write_text(DUNSTRC)
-        self.spawn("dunst", ["dunst", "-config", str(rc)])
-        poll(self._dunst_answers, 20, 0.1, "dunst on the session bus")
+        # 3. the notification server: dunst, or xfce4-notifyd (it reads its settings from xfconfd)
+        if self.server == "dunst":
+            rc = self.dir / "dunstrc"
+            rc.write_text(DUNSTRC)
+            self.spawn("dunst", ["dunst", "-config", str(rc)])
+        else:
+            self.spawn("xfconfd", [XFCONFD])
+            poll(lambda: self._has_name("org.xfce.Xfconf"), 20, 0.1, "xfconfd on the session bus")
+            self.spawn("xfce4-notifyd", [XFCE4_NOTIFYD])
+        poll(self._dunst_answers, 20, 0.1, f"{self.server} on the session bus")
+        if self.host == "none":
+            return self
         if self.host == "xfce":
             self._start_xfce_panel()
             return self
@@ -205,8 +213,9 @@ class VirtualDesktop:
         channel = self.dir / "config" / "xfce4" / "xfconf" / "xfce-perchannel-xml"
         channel.mkdir(parents=True, exist_ok=True)
         (channel / "xfce4-panel.xml").write_text(PANEL_XML.read_text())
-        self.spawn("xfconfd", [XFCONFD])
-        poll(lambda: self._has_name("org.xfce.Xfconf"), 20, 0.1, "xfconfd on the session bus")
+        if self.server == "dunst":
+            self.spawn("xfconfd", [XFCONFD])
+            poll(lambda: self._has_name("org.xfce.Xfconf"), 20, 0.1, "xfconfd on the session bus")
         self.spawn("xfce4-panel", ["xfce4-panel", "--disable-wm-check"])
         poll(lambda: self._has_name("org.kde.StatusNotifierWatcher"), 30, 0.1, "xfce4-panel's StatusNotifierWatcher")
         poll(self._tray_manager, 20, 0.1, "xfce4-panel's systray to own _NET_SYSTEM_TRAY_S0")
@@ -246,7 +255,7 @@ class VirtualDesktop:
 
     def _check_alive(self) -> None:
         for name, proc in self.procs:
-            if proc.poll() is not None and name in ("xvfb", "dbus", "dunst", "trayer", "xfconfd", "xfce4-panel"):
+            if proc.poll() is not None and name in ("xvfb", "dbus", "dunst", "trayer", "xfconfd", "xfce4-panel", "xfce4-notifyd"):
                 raise AssertionError(f"{name} exited with {proc.returncode}: {self.log(name)[-2000:]}")
 
     def stop(self) -> None:
