@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import plistlib
+import shutil
 import subprocess
 from pathlib import Path, PureWindowsPath
 
@@ -445,3 +446,18 @@ def test_the_facade_picks_the_platform_in_one_place(monkeypatch):
     assert data.endswith(" tray") and data.startswith('"') and kind == reg.REG_SZ
     autostart.disable("tray")
     assert reg.run_values() == {}
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze (Debian: systemd)")
+@pytest.mark.parametrize("folder", ["o'brien", 'say "hi"', "back\\slash", "two words"])
+def test_systemd_accepts_the_unit_of_a_program_whose_path_has_quotes_or_spaces(tmp_path, folder):
+    from portbell.daemon.autostart._common import render, systemd_command
+
+    exe = tmp_path / folder / "bin" / "portbell"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\nexit 0\n")
+    exe.chmod(0o755)
+    unit = tmp_path / "portbell.service"
+    unit.write_text(render("linux/portbell.service", exec=systemd_command([str(exe)])))
+    done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert "special characters" not in done.stderr and "bad unit file setting" not in done.stderr, done.stderr

@@ -136,8 +136,18 @@ def program(*, gui: bool = False) -> tuple[str, ...]:
 _PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@+=:,./-")
 
 
+_SYSTEMD_UNSAFE_EXE = set("'\"\\")  # systemd refuses an executable path with these, quoted or not
+
+
 def systemd_command(argv: Sequence[str]) -> str:
-    """A command line for ExecStart=: quoted where needed; `%` and `$` never expand."""
+    """A command line for ExecStart=: quoted where needed; `%` and `$` never expand.
+
+    systemd rejects an executable whose path holds a quote or a backslash ("Executable name
+    contains special characters"), however it is quoted: such a path is handed to /usr/bin/env,
+    as an argument, which systemd allows.
+    """
+    if argv and (set(argv[0]) & _SYSTEMD_UNSAFE_EXE or not argv[0].isprintable()):
+        argv = ["/usr/bin/env", *argv]
     out = []
     for arg in argv:
         if arg and set(arg) <= _PLAIN:
