@@ -442,3 +442,43 @@ def test_a_notifications_stop_button_asks_first_and_only_stop_now_stops(tray):
     assert notifier.last["urgency"] == "critical"
     assert notifier.last["buttons"] == (("stop-now", "Stop now", Action("stop", (4242, None, "python3"))), ("cancel", "Cancel", None))
     assert notifier.on_action == app.do  # a click queues the button's action, as the menu does
+
+
+def test_on_windows_the_daemon_the_tray_starts_is_detached_from_its_console_and_group():
+    from portbell.tray import system
+
+    seen = {}
+
+    def popen(argv, **kw):
+        seen.update(kw, argv=argv)
+        return subprocess.Popen([sys.executable, "-c", "pass"])
+
+    proc = system.Children().spawn(["portbell", "daemon"], os_name="nt", popen=popen)
+    proc.wait()
+    assert seen["creationflags"] == 0x00000008 | 0x00000200  # DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP
+    assert "start_new_session" not in seen
+
+
+def test_on_macos_with_the_daemons_launch_agent_the_tray_asks_launchd_to_start_it(tmp_path):
+    from portbell.tray import system
+
+    calls = []
+    agents = tmp_path / "Library" / "LaunchAgents"
+    agents.mkdir(parents=True)
+
+    def run(argv, **kw):
+        calls.append(argv)
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    class Recording(system.Children):
+        def spawn(self, argv, **kw):
+            self.spawned = argv
+            return subprocess.Popen([sys.executable, "-c", "pass"])
+
+    without = Recording()
+    system.start_daemon(without, tmp_path / "d.log", platform="darwin", run=run, home=tmp_path).wait()
+    assert without.spawned[-2:] == ["daemon", "--quiet"] and calls == []  # no agent: the tray starts its own
+    (agents / "portbell.daemon.plist").write_text("<plist/>")
+    with_agent = Recording()
+    assert system.start_daemon(with_agent, tmp_path / "d.log", platform="darwin", run=run, home=tmp_path) is None
+    assert calls == [["launchctl", "kickstart", f"gui/{os.getuid()}/portbell.daemon"]] and not hasattr(with_agent, "spawned")
