@@ -301,6 +301,15 @@ def test_a_wheel_built_from_a_fresh_clone_installs_and_runs(tmp_path):
     shown = subprocess.run([exe, "autostart", "enable", "--all", "--print"], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert f"ExecStart={exe} daemon" in shown.stdout and f"Exec={exe} tray" in shown.stdout
-    (icon,) = values(shown.stdout, "Icon")
-    assert icon.startswith(str(venv)) and Path(icon).is_file()  # the icon ships inside the wheel
+    assert values(shown.stdout, "Icon") == ["portbell"]  # the theme's name, installed by enable
+    assert list((venv / "lib").rglob("portbell/packaging/icons/portbell-256.png"))  # the icons ship inside the wheel
+    assert not (venv / "bin" / "portbellw").exists()  # no windowless launcher on Linux's PATH
     assert not any(home.rglob("*.service")) and not any(home.rglob("*.desktop"))  # --print wrote nothing
+
+
+def test_no_windowless_launcher_lands_on_linuxs_path():
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]
+    assert "gui-scripts" not in project  # gui-scripts install on every system
+    assert list(project["scripts"]) == ["portbell"]

@@ -60,7 +60,7 @@ def _main_job(verbose: bool) -> list[str]:
 
 
 def windowless_log() -> None:
-    """Under pythonw (portbellw, which Windows' Run entries start) there is no stderr: what would
+    """Under pythonw (which Windows' Run entries start) there is no stderr: what would
     go there, a failure at login included, goes to portbellw.log in the user's log folder."""
     if sys.stderr is not None and sys.stdout is not None:
         return
