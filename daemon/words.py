@@ -403,11 +403,11 @@ def tray_stop_question(name: str | None, pid: int) -> tuple[str, str]:
 
 
 def tray_partial_view(as_root: bool) -> str:
-    """The menu's line when the daemon cannot see every owner, and the two ways to see them."""
+    """The menu's line when the daemon cannot see every owner, and the two ways to see them (never
+    telling root to run as root)."""
     if as_root:
-        return "Partial view: " + partial_view(True)
-    return ("Partial view: other users' sockets show no process; run as root, "
-            "or the system-wide daemon (packaging/README.md)")
+        return "Partial view: some sockets show no process even to root (containers, other namespaces)"
+    return "Partial view: other users' processes are hidden; run as root, or the system-wide daemon (packaging/README.md)"
 
 
 def tray_menu_fix(distro: str, install: str, pipx_spec: str | None, system_python: bool) -> str:

@@ -137,10 +137,10 @@ def test_unseen_alerts_pause_partial_view_and_a_stopped_daemon_show_at_the_top()
         "* 3 new alerts: mark as seen",
         "  The daemon is not running: start it",
         "# Notifications paused until 10:00",
-        "# Partial view: other users' sockets show no process; run as root, or the system-wide daemon (packaging/README.md)",
+        "# Partial view: other users' processes are hidden; run as root, or the system-wide daemon (packaging/README.md)",
     ])
     as_root = menu.as_text(menu.build(replace(v, uid=0), T0))
-    assert "# Partial view: some processes hide their descriptors even from root" in as_root and "run as root" not in as_root
+    assert "# Partial view: some sockets show no process even to root (containers, other namespaces)" in as_root and "run as root" not in as_root
     text = menu.as_text(menu.build(v, T0))
     assert "      Resume now" in text and "  [x] Start at login" in text
     assert menu.tooltip(v, T0) == "portbell: 1 exposed, 0 on this machine only; 3 new alerts; notifications paused until 10:00; the daemon is not running"
