@@ -104,10 +104,11 @@ def test_an_exposed_listener_rings_naming_its_port_and_program(tray, child):
     c = child(name)
     found = poll(lambda: notifications_about(tray.desktop, name), 20, 0.2, f"a notification about {name}")
     text = shown_text(found[0]["message"])
-    # alone: "... is now listening on 0.0.0.0:PORT (tcp), reachable from other machines";
-    # coalesced with whatever else opened meanwhile on this machine: "PORT tcp  NAME (pid N)  0.0.0.0  (all-interfaces)"
-    assert f"0.0.0.0:{c.port}" in text or f"{c.port} tcp  {name} (pid {c.proc.pid})  0.0.0.0" in text, text
-    assert f"{name} (pid {c.proc.pid})" in text and ("reachable from other machines" in text or "(all-interfaces)" in text)
+    if found[0]["summary"] == f"{c.port} {name}: exposed":  # alone: port, program, pid, address, exposure
+        assert f"{name} (pid {c.proc.pid}) is now listening on 0.0.0.0:{c.port} (tcp), reachable from other machines" in text, text
+    else:  # coalesced with whatever else opened meanwhile on this machine: the program is named
+        names = found[0]["body"].splitlines()[0]  # "N new listeners: a x3, NAME, ..."
+        assert re.match(r"\d+ new listeners, \d+ exposed$", found[0]["summary"]) and name in names, found[0]
     assert found[0]["appname"] == "portbell"
     poll(lambda: f"{c.port} tcp  {name} ({c.proc.pid})  0.0.0.0" in tray.menu(), 10, what="the listener in the menu")
     assert poll(lambda: tray.desktop.find_in_tray(lambda r, g, b: near((r, g, b), LOOKS["alert"])), 10, what="the red alert icon")

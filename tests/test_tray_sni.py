@@ -57,6 +57,9 @@ def desktop(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tray(desktop, home):
+    # one notification per alert: on a shared machine other programs' listeners would otherwise be
+    # coalesced with the test's, and a coalesced notification has no per-listener buttons
+    (home.folder / "config.toml").write_text("[notify]\ncoalesce_s = 0\n")
     t = Tray("appindicator", desktop, home)
     try:
         poll(lambda: "pystray backend" in t.log() or t.proc.poll() is not None, 30, what="the tray's start line")
