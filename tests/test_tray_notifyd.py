@@ -18,7 +18,7 @@ from desktop import vdesk
 from desktop.vdesk import poll
 from portbell.daemon.addresses import classify
 from portbell.daemon.model import Event, EventKind, Listener, Owner, Recorded, Transport
-from portbell.daemon import words
+from portbell.daemon.words import tray as phrases
 from portbell.tray import alerts
 
 
@@ -102,7 +102,7 @@ def test_every_kind_of_title_is_shown_whole_by_xfce4_notifyd(desktop, notifier):
     assert not shown_whole(desktop, notifier, margin, "New listener on port 8000: reachable from other machines")  # and sees a cut
     # the widest realistic names: 15 characters, a Linux process name's length
     names = ("chrome_crashpad", "gnome-keyring-d", "systemd-resolve")
-    titles = [words.tray_stop_question(name, 4194304)[0] for name in names]
+    titles = [phrases.tray_stop_question(name, 4194304)[0] for name in names]
     for name in names:
         li, local = listener(65535, name), listener(65535, name, "127.0.0.1")
         titles += [

@@ -72,15 +72,15 @@ class Actions:
     def mute(self, li: Listener, choice: str = "always") -> None:
         self._decide("mute", li, choice)
 
-    def stop(self, pid, started_at, name) -> None:
-        self.tell(*stop_process(pid, started_at, name))
+    def stop(self, pid, start, name) -> None:
+        self.tell(*stop_process(pid, start, name))
 
     def ask_stop(self, pid, started_at, name) -> None:
         """A notification's Stop button: ask first, in a notification of its own (the menu's second click)."""
-        from ..daemon import words
+        from ..daemon.words import tray as phrases
 
-        title, body = words.tray_stop_question(name, pid)
-        stop_now, cancel = words.TRAY_STOP_BUTTONS
+        title, body = phrases.tray_stop_question(name, pid)
+        stop_now, cancel = phrases.TRAY_STOP_BUTTONS
         yes = (stop_now[0], stop_now[1], Action("stop", (pid, started_at, name)))
         self.app.notifier.send(title, body, timeout_s=30, urgency="critical", buttons=(yes, (cancel[0], cancel[1], None)))
 

@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 
 from ..daemon import words
+from ..daemon.words import tray as phrases
 from ..daemon.model import EventKind, Key, Listener, Recorded
 from ..daemon.rules import program_of
 from .menu import Action, stop_refusal_static
@@ -122,21 +123,21 @@ def notice(records: list[Recorded]) -> Notice:
         rec = records[0]
         li, ev = rec.event.listener, rec.event
         if ev.kind is EventKind.CHANGED and ev.previous is not None and ev.previous.exposure is not li.exposure:
-            title = words.tray_alert_title(li, "reach")
+            title = phrases.tray_alert_title(li, "reach")
             lines = [f"{_who(rec)} on {li.endpoint} ({li.transport}) is now {words.reach(li)}; was {words.REACH[ev.previous.exposure]}."]
         elif ev.kind is EventKind.CHANGED:
-            title = words.tray_alert_title(li, "owner")
+            title = phrases.tray_alert_title(li, "owner")
             lines = [f"{_who(rec)} now listens on {li.endpoint} ({li.transport}), {words.reach(li)}."]
         else:
-            title = words.tray_alert_title(li, "opened")
+            title = phrases.tray_alert_title(li, "opened")
             lines = [f"{_who(rec)} is now listening on {li.endpoint} ({li.transport}), {words.reach(li)}."]
-        where = ", ".join(x for x in (words.unit_label(li.unit) if li.unit is not None else None, words.tray_forward(li)) if x)
+        where = ", ".join(x for x in (words.unit_label(li.unit) if li.unit is not None else None, words.forward_phrase(li)) if x)
         if where:
             lines.append(where)
         cmd = next((o.cmdline for o in li.owners if o.cmdline), None)
         if cmd:
-            lines.append(words.tray_command(cmd))
-        return Notice(title, "\n".join(lines[: words.TRAY_BODY_LINES]), keys, exposed, li)
+            lines.append(phrases.tray_command(cmd))
+        return Notice(title, "\n".join(lines[: phrases.TRAY_BODY_LINES]), keys, exposed, li)
     # the most exposed first: they are the news that matters
     records = sorted(records, key=lambda r: (-r.event.listener.exposure.rank, r.id))
     counts = Counter(words.first_name(r.event.listener) or "an unknown process" for r in records)
@@ -144,7 +145,7 @@ def notice(records: list[Recorded]) -> Notice:
     if len(counts) > MAX_NAMES:
         names.append(f"{len(counts) - MAX_NAMES} more programs")
     reachable = sum(1 for r in records if r.event.listener.exposure.exposed)
-    title = words.tray_burst_title(len(records), reachable)
+    title = phrases.tray_burst_title(len(records), reachable)
     lines = [f"{len(records)} new listeners: " + ", ".join(names)]
     shown = records[:2] if len(records) == 2 else records[:1]
     for rec in shown:
@@ -158,7 +159,7 @@ def notice(records: list[Recorded]) -> Notice:
 def buttons(n: Notice, uid: int | None) -> tuple[tuple[str, str, Action], ...]:
     """A notification's buttons, (key, label, action): Details (a click on the bubble: the recent
     events), and for one listener Trust, Mute 1 h and Stop (which asks first, as the menu does)."""
-    label = dict(words.TRAY_BUTTONS)
+    label = dict(phrases.TRAY_BUTTONS)
     out = [("default", label["default"], Action("events"))]
     li = n.listener
     if li is None:

@@ -22,7 +22,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from ..daemon import paths, words
+from ..daemon import paths
+from ..daemon.words import tray as phrases
 from ..daemon.session import graphical_session
 from . import icon as icons, menu, system
 from ._x11 import PointerProbe
@@ -418,7 +419,7 @@ def run(verbose: bool = False) -> int:
         app = TrayApp(pystray)
         if system.daemon_running(paths.lock_file()) is None:
             app.start_daemon()
-        print(f"portbell tray (pid {os.getpid()}): {words.tray_backend_sentence(backend, has_menu, why)}; record {paths.database()}", file=sys.stderr, flush=True)
+        print(f"portbell tray (pid {os.getpid()}): {phrases.tray_backend_sentence(backend, has_menu, why)}; record {paths.database()}", file=sys.stderr, flush=True)
         if not has_menu and not os.environ.get("PYSTRAY_BACKEND"):
             app.notifier.send("portbell: the tray has no menu", why, timeout_s=30)
         return app.run()

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Mapping
 
 from ..daemon import words
+from ..daemon.words import tray as phrases
 from ..daemon.model import Key, Listener, Owner, Transport
 from ..daemon.model import order as model_order
 from ..daemon.rules import Rule, deciding_rule
@@ -148,10 +149,10 @@ def tooltip(view: View, now: datetime) -> str:
 def listener_label(li: Listener, mark: str | None = None) -> str:
     """`8000 tcp  python3 (4242)  0.0.0.0`, `631 tcp  cups.service (root)  0.0.0.0` when only the
     unit is known, `-> 172.17.0.2:80 (shop-web-1)` after a forwarder's, `(trusted)` or `(muted)`."""
-    text = f"{li.port} {li.transport}  {_short(words.tray_owners(li), 40)}  {li.address}"
-    forward = words.tray_forward(li)
+    text = f"{li.port} {li.transport}  {_short(words.owners_tag(li), 40)}  {li.address}"
+    forward = words.forward_phrase(li)
     if forward:
-        text += "  " + _short(forward, 40)
+        text += "  " + _short(forward, 50)
     return f"{text}  ({mark})" if mark else text
 
 
@@ -191,7 +192,7 @@ def build(view: View, now: datetime) -> tuple[Item, ...]:
     if view.paused(now):
         items.append(label(f"Notifications paused until {words.when(view.paused_until, now)}"))
     if view.record and not view.complete:
-        items.append(label(words.tray_partial_view(view.uid == 0)))
+        items.append(label(phrases.tray_partial_view(view.uid == 0)))
     items.append(SEPARATOR)
     if view.record:
         for title, group in ((EXPOSED_TITLE, view.exposed), (LOOPBACK_TITLE, view.loopback)):
@@ -249,7 +250,7 @@ def stop_item(li: Listener, uid: int | None) -> Item:
         if reason:
             confirm.append(label(f"{text}: {reason}" if owner.pid else text))
         else:
-            confirm.append(Item(text, Action("stop", (owner.pid, owner.started_at, owner.name))))
+            confirm.append(Item(text, Action("stop", (owner.pid, owner.start, owner.name))))
     enabled = any(it.enabled for it in confirm)
     return Item("Stop process", submenu=tuple(confirm) or (label("no process is visible"),), enabled=enabled)
 
@@ -272,14 +273,14 @@ def details(li: Listener, since: datetime | None, now: datetime) -> list[str]:
     lines = [words.exposure_details(li)]
     if li.unit is not None:
         lines.append("unit " + _short(words.unit_label(li.unit)))
-    forward = words.tray_forward(li)
+    forward = words.forward_phrase(li)
     if forward:
         lines.append("forwards " + _short(forward))
     for owner in li.owners[:MAX_OWNERS]:
         if owner.pid is None:
             lines.append(f"process not visible (socket of {words.user_of(owner)})")
             continue
-        how = words.tray_how(owner)
+        how = words.VIA.get(owner.via or "")
         lines.append(f"{_short(owner.name or '?', 40)}, pid {owner.pid}{', ' + how if how else ''}, user {owner.user or owner.uid or '?'}")
         lines.append("exe " + _short(owner.exe or "(not readable)"))
         lines.append("command " + _short(" ".join(owner.cmdline) if owner.cmdline else "(not readable)"))

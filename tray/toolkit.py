@@ -59,7 +59,7 @@ def missing_for_menu() -> str:
     """Why no menu backend loaded (the GObject bindings, or the typelibs), and the one step to fix it."""
     import sys
 
-    from ..daemon import words
+    from ..daemon.words import tray as phrases
 
     try:
         import gi  # noqa: F401
@@ -74,7 +74,7 @@ def missing_for_menu() -> str:
                 continue
             what = f"the GObject bindings and the {lib} typelib load, but pystray could not start a backend with a menu"
             break
-    return f"{what}. To get the menu: {words.tray_menu_fix(_distro(), sys.executable, _pipx_spec(), sys.base_prefix == '/usr')}"
+    return f"{what}. To get the menu: {phrases.tray_menu_fix(_distro(), sys.executable, _pipx_spec(), sys.base_prefix == '/usr')}"
 
 
 def _distro() -> str:

@@ -15,6 +15,7 @@ import psutil
 
 from ..addresses import classify, is_dual_stack
 from ..model import Listener, Owner, Transport, Unit, sort_owners
+from ..process import start_of
 from ._forwarders import forward_for
 
 
@@ -67,8 +68,9 @@ class OwnerReader:
                 # Whole seconds: the JSON shape and the record keep seconds, and an owner
                 # read back from the record must equal the same owner sampled live.
                 started = datetime.fromtimestamp(int(proc.create_time()), timezone.utc)
+                start = start_of(pid, proc)  # exact: the stop guard compares it
                 cached = self._cache.get(pid)
-                if cached is not None and cached.started_at == started:
+                if cached is not None and (cached.started_at, cached.start) == (started, start):
                     return cached
                 uids = _denied(proc.uids)
                 uid = uids.real if uids is not None else None
@@ -82,6 +84,7 @@ class OwnerReader:
                     cmdline=tuple(cmdline) if cmdline else None,
                     user=user_name(uid),
                     ppid=_denied(proc.ppid),
+                    start=start,
                 )
         except psutil.NoSuchProcess:
             self._cache.pop(pid, None)
