@@ -160,10 +160,15 @@ def test_thirty_listeners_at_once_make_at_most_two_notifications(tray, child):
 def test_markup_in_a_process_name_reaches_the_screen_literally(tray, child):
     name = "<b>x</b> & y"
     c = child(name)
-    found = poll(lambda: [n for n in tray.desktop.notifications() if str(c.port) in n["summary"]], 20, 0.2, "the notification")
-    shown = shown_text(found[0]["message"])
-    assert f"{name} (pid {c.proc.pid})" in shown  # what a person reads: the name as it is, not bold
-    assert "&lt;b&gt;x&lt;/b&gt; &amp; y" in found[0]["body"]  # escaped on the wire
+    escaped = "&lt;b&gt;x&lt;/b&gt; &amp; y"  # on the wire
+    found = poll(lambda: [n for n in tray.desktop.notifications() if escaped in n["body"] and (str(c.port) in n["summary"] or "new listeners" in n["summary"])],
+                 20, 0.2, "the notification")
+    n = found[-1]
+    shown = shown_text(n["message"])
+    if n["summary"] == f"{c.port} bx/b y: exposed":  # alone (markup's characters are kept out of the title)
+        assert f"{name} (pid {c.proc.pid})" in shown  # what a person reads: the name as it is, not bold
+    else:  # coalesced with other programs' listeners on this machine: named in the first line
+        assert name in shown.splitlines()[1], shown
 
 
 def test_the_tray_survives_a_daemon_restart(tray, home, child):
