@@ -55,7 +55,7 @@ TARGETS = (
     Target("ports", "daemon/ports.py", ("tests/test_ports.py",), skip=("DEV_PORTS", "_run", "ephemeral_range")),
     Target("snapshot", "daemon/snapshot.py", ("tests/test_snapshot_mut.py", "tests/test_snapshot.py")),
     Target("rules", "daemon/rules.py", ("tests/test_rules_mut.py", "tests/test_rules.py")),
-    Target("words", "daemon/words.py", ("tests/test_words.py", "tests/test_words_units.py")),
+    Target("words", "daemon/words/__init__.py", ("tests/test_words.py", "tests/test_words_units.py")),
     Target("alerts", "tray/alerts.py", ("tests/test_alerts.py",)),
     Target("stop guard", "daemon/process.py", ("tests/test_stop_guard.py",), only=("refusal",)),
     Target("menu", "tray/menu.py", ("tests/test_menu.py", "tests/test_tray.py")),

@@ -74,7 +74,7 @@ def test_a_later_alert_for_a_waiting_key_replaces_it_and_stays_an_opening():
     assert b.add([first], now=0.0) == 1
     assert b.add([named], now=1.0) == 1
     n = b.due(5.0)
-    assert n.title == "New listener on port 8000: reachable from other machines"
+    assert n.title == "8000 node: exposed"
     assert n.body.startswith("node (pid 7) is now listening")
 
 
@@ -83,7 +83,7 @@ def test_a_waiting_change_replaced_by_a_newer_change_stays_a_change():
     was = li(address="127.0.0.1", name="a")
     b.add([rec(li(name="b", pid=2), kind=EventKind.CHANGED, previous=was)], now=0.0)
     b.add([rec(li(name="c", pid=3), kind=EventKind.CHANGED, previous=was)], now=0.5)
-    assert b.due(5.0).title == "Port 8000 is now reachable from other machines"
+    assert b.due(5.0).title == "8000 c: now exposed"
 
 
 def test_drop_forgets_what_waits():
@@ -126,40 +126,51 @@ def test_by_default_alerts_coalesce_for_2_seconds_and_cool_down_for_5_minutes():
 
 
 def test_one_new_exposed_listener():
-    n = notice([rec(li(cmdline=("node", "server.js")))])
+    x = li(cmdline=("node", "server.js"))
+    n = notice([rec(x)])
     assert n == Notice(
-        "New listener on port 8000: reachable from other machines",
+        "8000 node: exposed",
         "node (pid 7) is now listening on 0.0.0.0:8000 (tcp), reachable from other machines.\nnode server.js",
-        (li().key,),
+        (x.key,),
         True,
+        x,
     )
 
 
 def test_one_new_loopback_listener_says_nothing_of_other_machines():
     n = notice([rec(li(address="127.0.0.1"))])
-    assert (n.title, n.exposed) == ("New listener on port 8000", False)
+    assert (n.title, n.exposed) == ("8000 node: new listener", False)
     assert n.body == "node (pid 7) is now listening on 127.0.0.1:8000 (tcp), on this machine only."
 
 
 def test_a_change_of_exposure_says_now_and_before():
     n = notice([rec(li(), kind=EventKind.CHANGED, previous=li(address="127.0.0.1"))])
-    assert n.title == "Port 8000 is now reachable from other machines"
+    assert n.title == "8000 node: now exposed"
     assert n.body == "node (pid 7) on 0.0.0.0:8000 (tcp) is now reachable from other machines; was on this machine only."
+    back = notice([rec(li(address="127.0.0.1"), kind=EventKind.CHANGED, previous=li())])
+    assert back.title == "8000 node: now local only"
 
 
-def test_a_takeover_at_the_same_exposure_says_another_program():
+def test_a_takeover_at_the_same_exposure_says_new_owner():
     n = notice([rec(li(name="python3"), kind=EventKind.CHANGED, previous=li())])
-    assert n.title == "Port 8000: another program listens: reachable from other machines"
+    assert n.title == "8000 python3: new owner"
     assert n.body == "python3 (pid 7) now listens on 0.0.0.0:8000 (tcp), reachable from other machines."
-    loop = notice([rec(li(address="127.0.0.1", name="b"), kind=EventKind.CHANGED, previous=li(address="127.0.0.1"))])
-    assert loop.title == "Port 8000: another program listens"
 
 
-def test_a_long_command_line_is_cut_at_160_characters():
-    exact = notice([rec(li(cmdline=("x" * 160,)))]).body.split("\n")[1]
-    assert exact == "x" * 160
-    cut = notice([rec(li(cmdline=("y" * 161,)))]).body.split("\n")[1]
-    assert cut == "y" * 157 + "..."
+def test_the_command_line_is_one_line_of_at_most_60_characters():
+    exact = notice([rec(li(cmdline=("x" * 60,)))]).body.split("\n")[1]
+    assert exact == "x" * 60
+    cut = notice([rec(li(cmdline=("y" * 61,)))]).body.split("\n")[1]
+    assert cut == "y" * 57 + "..."
+
+
+def test_the_body_names_the_unit_and_forward_and_keeps_three_lines():
+    from portbell.daemon.model import Forward, Unit, UnitKind
+
+    x = Listener(Transport.TCP, 4, "0.0.0.0", 8000, classify("0.0.0.0"), unit=Unit(UnitKind.SERVICE, "web.service"),
+                 forward=Forward("docker-proxy", "172.17.0.2", 80),
+                 owners=(Owner(pid=7, uid=0, name="node", cmdline=("node", "s.js")),))  # fmt: skip
+    assert notice([rec(x)]).body.split("\n")[1:] == ["web.service, -> 172.17.0.2:80, by docker-proxy", "node s.js"]
 
 
 def test_the_owner_named_is_the_first_visible_process_else_the_socket_owner():
@@ -173,7 +184,7 @@ def test_the_owner_named_is_the_first_visible_process_else_the_socket_owner():
 # ------------------------------------------------------------------ the words of many
 
 
-def test_many_alerts_are_counted_named_and_the_most_exposed_listed_first():
+def test_many_alerts_are_counted_named_and_the_most_exposed_shown_first():
     records = [
         rec(li(3000, "127.0.0.1", name="node"), rid=1),
         rec(li(3001, "127.0.0.1", name="node"), rid=2),
@@ -182,33 +193,60 @@ def test_many_alerts_are_counted_named_and_the_most_exposed_listed_first():
         rec(li(9000, "127.0.0.1", owners=()), rid=5),
     ]
     n = notice(records)
-    assert n.title == "5 new listeners, 2 reachable from other machines"
+    assert n.title == "5 new listeners, 2 exposed"
     assert n.body.split("\n") == [
         "5 new listeners: python3 x2, node x2, an unknown process",
         "8000 tcp  python3 (pid 7)  8.8.8.8  (public)",
-        "8001 tcp  python3 (pid 7)  0.0.0.0  (all-interfaces)",
-        "3000 tcp  node (pid 7)  127.0.0.1  (loopback)",
-        "3001 tcp  node (pid 7)  127.0.0.1  (loopback)",
-        "9000 tcp  an unknown process  127.0.0.1  (loopback)",
+        "... and 4 more (Show recent events)",
     ]
-    assert n.exposed is True and [k.port for k in n.keys] == [3000, 3001, 8000, 8001, 9000]
+    assert n.exposed is True and n.listener is None and [k.port for k in n.keys] == [3000, 3001, 8000, 8001, 9000]
 
 
-def test_many_loopback_alerts_say_no_reach():
-    n = notice([rec(li(1, "127.0.0.1")), rec(li(2, "127.0.0.1"))])
+def test_two_alerts_are_both_shown_and_loopback_ones_say_no_reach():
+    n = notice([rec(li(1, "127.0.0.1"), rid=1), rec(li(2, "127.0.0.1"), rid=2)])
     assert (n.title, n.exposed) == ("2 new listeners", False)
+    assert n.body.split("\n")[1:] == ["1 tcp  node (pid 7)  127.0.0.1  (loopback)", "2 tcp  node (pid 7)  127.0.0.1  (loopback)"]
 
 
-def test_past_four_names_and_six_lines_the_rest_is_counted():
+def test_past_four_names_the_rest_is_counted():
     records = [rec(li(1000 + i, "127.0.0.1", name=f"p{i}"), rid=i + 1) for i in range(8)]
     lines = notice(records).body.split("\n")
-    assert lines[0] == "8 new listeners: p0, p1, p2, p3, 4 more programs"
-    assert len(lines) == 1 + 6 + 1
-    assert lines[-1] == "... and 2 more (Show recent events)"
-    exactly = notice([rec(li(1000 + i, "127.0.0.1", name="p"), rid=i + 1) for i in range(6)]).body.split("\n")
-    assert len(exactly) == 1 + 6 and exactly[0] == "6 new listeners: p x6"
+    assert lines == ["8 new listeners: p0, p1, p2, p3, 4 more programs", "1000 tcp  p0 (pid 7)  127.0.0.1  (loopback)",
+                     "... and 7 more (Show recent events)"]  # fmt: skip
+    same = notice([rec(li(1000 + i, "127.0.0.1", name="p"), rid=i + 1) for i in range(6)]).body.split("\n")
+    assert same[0] == "6 new listeners: p x6"
 
 
 def test_exactly_four_programs_need_no_more():
     records = [rec(li(1000 + i, "127.0.0.1", name=f"p{i}"), rid=i + 1) for i in range(4)]
     assert notice(records).body.split("\n")[0] == "4 new listeners: p0, p1, p2, p3"
+
+
+# ------------------------------------------------------------------ buttons
+
+from portbell.tray.alerts import buttons  # noqa: E402
+from portbell.tray.menu import Action  # noqa: E402
+
+
+def test_a_notice_about_one_listener_offers_details_trust_mute_an_hour_and_stop():
+    x = Listener(Transport.TCP, 4, "0.0.0.0", 8000, classify("0.0.0.0"),
+                 owners=(Owner(pid=None, uid=1000), Owner(pid=7, uid=1000, name="node", started_at=T0)))  # fmt: skip
+    assert buttons(notice([rec(x)]), uid=1000) == (
+        ("default", "Details", Action("events")),
+        ("trust", "Trust", Action("trust", (x,))),
+        ("mute-1h", "Mute 1 h", Action("mute", (x, "1h"))),
+        ("stop", "Stop", Action("ask-stop", (7, T0, "node"))),
+    )
+
+
+def test_stop_is_not_offered_when_the_menu_would_not_offer_it():
+    other = li()  # owned by uid 1000, no start time: refused before any click
+    assert [key for key, _, _ in buttons(notice([rec(other)]), uid=1000)] == ["default", "trust", "mute-1h"]
+    theirs = Listener(Transport.TCP, 4, "0.0.0.0", 8000, classify("0.0.0.0"), owners=(Owner(pid=7, uid=0, name="x", started_at=T0),))
+    assert [key for key, _, _ in buttons(notice([rec(theirs)]), uid=1000)] == ["default", "trust", "mute-1h"]
+    hidden = Listener(Transport.TCP, 4, "0.0.0.0", 8000, classify("0.0.0.0"), owners=(Owner(pid=None, uid=0),))
+    assert [key for key, _, _ in buttons(notice([rec(hidden)]), uid=1000)] == ["default", "trust", "mute-1h"]
+
+
+def test_a_coalesced_notice_offers_only_details():
+    assert buttons(notice([rec(li(1)), rec(li(2))]), uid=1000) == (("default", "Details", Action("events")),)

@@ -270,3 +270,38 @@ def test_a_rule_for_a_nameless_owner_names_its_user_and_a_named_one_does_not():
 def test_an_unknown_pause_is_refused_by_name():
     with pytest.raises(ValueError, match="^unknown pause 'forever'$"):
         menu.pause_until("forever", T0)
+
+
+# ------------------------------------------------------------------ a calm menu under churn
+
+T_START = T0 - timedelta(hours=1)
+
+
+def test_a_new_loopback_listener_is_held_back_for_three_seconds():
+    young = li(address="127.0.0.1")
+    since = {young.key: T0}
+    assert menu.settled([young], since, T0 + timedelta(seconds=2.9), T_START) == ((), T0 + timedelta(seconds=3))
+    assert menu.settled([young], since, T0 + timedelta(seconds=3), T_START) == ((young,), None)
+
+
+def test_exposed_old_unknown_and_pre_start_listeners_are_shown_at_once():
+    exposed, unknown, old = li(8000), li(8001, address="127.0.0.1"), li(8002, address="127.0.0.1")
+    since = {exposed.key: T0, old.key: T_START}
+    assert menu.settled([exposed, unknown, old], since, T0, T_START) == ((exposed, unknown, old), None)
+
+
+def test_the_next_due_is_the_earliest_held_back_listener():
+    a, b = li(1, address="127.0.0.1"), li(2, address="127.0.0.1")
+    since = {a.key: T0 + timedelta(seconds=1), b.key: T0}
+    assert menu.settled([a, b], since, T0 + timedelta(seconds=1), T_START) == ((), T0 + timedelta(seconds=3))
+    assert menu.settled([b, a], since, T0 + timedelta(seconds=1), T_START, settle_s=10) == ((), T0 + timedelta(seconds=10))
+
+
+def test_a_forward_in_a_label_is_cut_at_50_characters():
+    from portbell.daemon.model import Forward
+
+    x = Listener(Transport.TCP, 4, "0.0.0.0", 8000, classify("0.0.0.0"), owners=(owner(),),
+                 forward=Forward("b" * 60, "172.17.0.2", 80))  # fmt: skip
+    label = menu.listener_label(x)
+    forward = label.split("  ")[-1]
+    assert len(forward) == 50 and forward.startswith("-> 172.17.0.2:80, by b") and forward.endswith("...")
