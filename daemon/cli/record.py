@@ -44,6 +44,9 @@ def cmd_events(args) -> int:
         print("portbell: following the daemon's record (Ctrl-C stops).", file=sys.stderr, flush=True)
     store = _reader()
     try:
+        # data_version before the query: a commit landing between the two is seen at the next
+        # tick instead of being held back until the next commit
+        version, floor = store.data_version(), store.last_id()
         records = store.events(since=since, port=args.port, process=args.process, alerts_only=args.alerts, limit=args.limit)
         for rec in records:
             _print_record(rec, args.json)
@@ -51,12 +54,12 @@ def cmd_events(args) -> int:
             if not records and not args.json:
                 print("No events" + (" in that time" if since else "") + ".", file=sys.stderr)
             return 0
-        last = records[-1].id if records else store.last_id()
-        version = store.data_version()
+        last = records[-1].id if records else floor
         while not stop.wait(0.25):
-            if store.data_version() == version:
+            now_version = store.data_version()
+            if now_version == version:
                 continue  # nothing committed since: one cheap pragma per tick
-            version = store.data_version()
+            version = now_version
             for rec in store.events(after_id=last, port=args.port, process=args.process, alerts_only=args.alerts):
                 _print_record(rec, args.json)
                 last = rec.id

@@ -3,23 +3,37 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
-from ..errors import AlreadyRunning
+from ..errors import AlreadyRunning, StoreError, UnwritableDir
+
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 class InstanceLock:
-    """One daemon per user: an exclusive lock on a file in the runtime dir, holding the pid."""
+    """One daemon per record: an exclusive lock on a file beside it, holding the pid. The file is
+    opened without following a symbolic link and must be a regular file."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # 0644: it holds only a pid, and in the system-wide mode the tray and `status` of
-        # other users read it to find the daemon (the user mode's runtime dir is 0700).
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as err:
+            raise UnwritableDir(self.path.parent, err) from err
+        try:
+            # 0644: it holds only a pid, and in the system-wide mode the tray and `status` of
+            # other users read it to find the daemon (the user mode's state dir is 0700).
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o644)
+        except OSError as err:
+            what = "is a symbolic link (never followed)" if os.path.islink(self.path) else f"cannot be opened: {err.strerror or err}"
+            raise StoreError(f"the daemon's lock {self.path} {what}; move it away or fix its folder's permissions", path=self.path) from err
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise StoreError(f"the daemon's lock {self.path} is not a regular file; move it away", path=self.path)
         if not _try_lock(fd):
             os.close(fd)
             raise AlreadyRunning(self.holder(self.path), self.path)
@@ -36,7 +50,7 @@ class InstanceLock:
     def holder(path: Path) -> int | None:
         """The pid of the running daemon, or None when the lock is free."""
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY | NOFOLLOW)
         except OSError:
             return None
         try:
