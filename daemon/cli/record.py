@@ -112,6 +112,7 @@ def cmd_status(args) -> int:
     from ..errors import StoreError
 
     pid = InstanceLock.holder(paths.lock_file())
+    failing = InstanceLock.note_of(paths.lock_file())  # e.g. "writes failing since ...: disk full"
     info, counts = None, None
     try:
         store = _reader()
@@ -125,7 +126,8 @@ def cmd_status(args) -> int:
         note = None
     running = pid is not None
     if args.json:
-        print(json.dumps({"version": SCHEMA_VERSION, "running": running, "pid": pid, "daemon": info, "counts": counts, "database": str(paths.database())}))
+        print(json.dumps({"version": SCHEMA_VERSION, "running": running, "pid": pid, "daemon": info, "counts": counts,
+                          "database": str(paths.database()), "problem": failing}))  # fmt: skip
         return 0 if running else 1
     if not running:
         print("The portbell daemon is not running. Start it with `portbell daemon` (or `portbell autostart enable`).")
@@ -135,6 +137,8 @@ def cmd_status(args) -> int:
             print(note)
         return 1
     print(f"The portbell daemon is running: pid {pid}.")
+    if failing:
+        print(f"  failing      {failing}; what it sees waits in memory and is recorded when it can write")
     if info and info.get("pid") == pid:
         started = datetime.fromisoformat(info["started_at"])
         print(f"  since        {words.since(started)}")

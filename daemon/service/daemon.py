@@ -45,6 +45,7 @@ class Daemon:
         self.clock = clock
         self._unwritten: list[tuple] = []  # polls the record could not take yet (a full disk), in order
         self.write_error: str | None = None
+        self.note: Callable[[str], None] = lambda text: None  # where `status` learns of failing writes (the lock)
         self._newest = store.last_id()
         self._cursors: dict[str, int] = {}
         self.dispatcher = self._dispatcher(config.sinks)
@@ -120,8 +121,10 @@ class Daemon:
         except (sqlite3.Error, OSError) as err:
             if self.write_error is None:
                 log.error("cannot write the record (%s); keeping what it should hold and retrying every poll", err)
-            self.write_error = str(err)
             self.write_failing_since = self.write_failing_since or self.clock()
+            if self.write_error != str(err):
+                self.note(f"writes failing since {self.write_failing_since.isoformat()}: {err}")
+            self.write_error = str(err)
             if sum(len(p[1]) for p in self._unwritten) > MAX_UNWRITTEN:
                 log.error("more than %d events wait for the record: keeping only the net difference", MAX_UNWRITTEN)
                 self._unwritten.clear()
@@ -130,6 +133,7 @@ class Daemon:
         if self.write_error is not None:
             log.warning("the record can be written again: committed %d events that waited", len(records))
             self.write_error = self.write_failing_since = None
+            self.note("")
         self.committed = self._unwritten[-1][0]
         self._unwritten.clear()
         return records

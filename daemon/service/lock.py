@@ -41,6 +41,34 @@ class InstanceLock:
         os.write(fd, f"{os.getpid()}\n".encode())
         self.fd = fd
 
+    def note(self, text: str) -> None:
+        """Say something about the running daemon where readers find it without the record:
+        a second line of the lock file (`portbell status` shows it). Rewritten in place within
+        the file's first block, so it works when the disk is full and the record cannot be written."""
+        if self.fd is None:
+            return
+        data = f"{os.getpid()}\n{' '.join(text.split())[:900]}\n" if text else f"{os.getpid()}\n"
+        try:
+            os.pwrite(self.fd, data.encode("utf-8", "replace"), 0)
+            os.ftruncate(self.fd, len(data.encode("utf-8", "replace")))
+        except OSError:
+            pass
+
+    @staticmethod
+    def note_of(path: Path) -> str | None:
+        """What the running daemon noted (see `note`), or None."""
+        try:
+            fd = os.open(path, os.O_RDONLY | NOFOLLOW)
+        except OSError:
+            return None
+        try:
+            if _try_lock(fd, shared=True):
+                return None  # no daemon holds it: an old note means nothing
+            lines = os.read(fd, 1024).decode(errors="replace").splitlines()
+            return lines[1] if len(lines) > 1 and lines[1].strip() else None
+        finally:
+            os.close(fd)
+
     def release(self) -> None:
         if self.fd is not None:
             os.close(self.fd)  # closing drops the lock
@@ -56,7 +84,7 @@ class InstanceLock:
         try:
             if _try_lock(fd, shared=True):
                 return None
-            text = os.read(fd, 32).decode(errors="replace").strip()
+            text = os.read(fd, 32).decode(errors="replace").partition("\n")[0].strip()
             return int(text) if text.isdigit() else -1
         finally:
             os.close(fd)
