@@ -56,18 +56,10 @@ class InstanceLock:
 
     @staticmethod
     def note_of(path: Path) -> str | None:
-        """What the running daemon noted (see `note`), or None."""
-        try:
-            fd = os.open(path, os.O_RDONLY | NOFOLLOW)
-        except OSError:
-            return None
-        try:
-            if _try_lock(fd, shared=True):
-                return None  # no daemon holds it: an old note means nothing
-            lines = os.read(fd, 1024).decode(errors="replace").splitlines()
-            return lines[1] if len(lines) > 1 and lines[1].strip() else None
-        finally:
-            os.close(fd)
+        """What the running daemon noted (see `note`), or None (also when no daemon holds the lock:
+        an old note means nothing)."""
+        lines = _held_lines(path)
+        return lines[1] if lines and len(lines) > 1 and lines[1].strip() else None
 
     def release(self) -> None:
         if self.fd is not None:
@@ -77,17 +69,25 @@ class InstanceLock:
     @staticmethod
     def holder(path: Path) -> int | None:
         """The pid of the running daemon, or None when the lock is free."""
-        try:
-            fd = os.open(path, os.O_RDONLY | NOFOLLOW)
-        except OSError:
+        lines = _held_lines(path)
+        if lines is None:
             return None
-        try:
-            if _try_lock(fd, shared=True):
-                return None
-            text = os.read(fd, 32).decode(errors="replace").partition("\n")[0].strip()
-            return int(text) if text.isdigit() else -1
-        finally:
-            os.close(fd)
+        text = lines[0].strip() if lines else ""
+        return int(text) if text.isdigit() else -1
+
+
+def _held_lines(path: Path) -> list[str] | None:
+    """The lock file's lines while a daemon holds it; None when it is free (or absent)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        if _try_lock(fd, shared=True):
+            return None
+        return os.read(fd, 1024).decode(errors="replace").splitlines()
+    finally:
+        os.close(fd)
 
 
 def _try_lock(fd: int, shared: bool = False) -> bool:
