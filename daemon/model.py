@@ -101,6 +101,11 @@ class Owner:
     # "cmdline" (inferred: a forwarder whose command line names this very address and
     # port), None for an owner the view cannot see.
     via: str | None = field(default=None, compare=False)
+    # The exact start, as the stop guard compares it: clock ticks since boot on Linux (field 22
+    # of /proc/<pid>/stat), psutil's create_time elsewhere. `started_at` keeps whole seconds
+    # for people and the JSON; a pid reused within a second differs here. Descriptive: records
+    # older than it hold None, and the same process read again is not a new owner.
+    start: int | float | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -113,6 +118,7 @@ class Owner:
             "ppid": self.ppid,
             "started_at": iso(self.started_at),
             "via": self.via,
+            "start": self.start,
         }
 
     @classmethod
@@ -129,6 +135,7 @@ class Owner:
             ppid=data.get("ppid"),
             # records older than `via` hold owners read from descriptors (the only way then)
             via=data.get("via", "fd" if data.get("pid") is not None else None),
+            start=data.get("start"),
         )
 
 
@@ -157,25 +164,19 @@ class Container:
         return self.id[:12]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "runtime": self.runtime,
-            "name": self.name,
-            "image": self.image,
-            "compose_project": self.project,
-            "compose_service": self.service,
-        }
+        return {key: getattr(self, attr) for key, attr in _CONTAINER_JSON}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Container:
-        return cls(
-            id=str(data["id"]),
-            runtime=data.get("runtime"),
-            name=data.get("name"),
-            image=data.get("image"),
-            project=data.get("compose_project"),
-            service=data.get("compose_service"),
-        )
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Container | None:
+        if not data:
+            return None
+        return cls(**{attr: data.get(key) for key, attr in _CONTAINER_JSON if key != "id"}, id=str(data["id"]))
+
+
+_CONTAINER_JSON = (  # JSON key, attribute
+    ("id", "id"), ("runtime", "runtime"), ("name", "name"), ("image", "image"),
+    ("compose_project", "project"), ("compose_service", "service"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,13 +210,12 @@ class Unit:
     def from_dict(cls, data: Mapping[str, Any] | None) -> Unit | None:
         if not data:
             return None
-        container = data.get("container")
         return cls(
             kind=UnitKind(data["kind"]),
             name=str(data["name"]),
             cgroup=data.get("cgroup"),
             uid=data.get("uid"),
-            container=Container.from_dict(container) if container else None,
+            container=Container.from_dict(data.get("container")),
             services=tuple(data.get("services") or ()),
         )
 
@@ -253,13 +253,7 @@ class Forward:
     def from_dict(cls, data: Mapping[str, Any] | None) -> Forward | None:
         if not data:
             return None
-        container = data.get("container")
-        return cls(
-            by=str(data["by"]),
-            address=data.get("address"),
-            port=data.get("port"),
-            container=Container.from_dict(container) if container else None,
-        )
+        return cls(str(data["by"]), data.get("address"), data.get("port"), Container.from_dict(data.get("container")))
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -13,7 +13,8 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import PortbellError, SampleError, UsageError
-from . import autostart, config, daemon, doctor, listeners, record
+from . import autostart, config, daemon, doctor, listeners, record, stop
+from ._args import common_options
 
 log = logging.getLogger("portbell")
 
@@ -24,23 +25,35 @@ def cmd_tray(args) -> int:
     return run(verbose=args.verbose)
 
 
+MAIN_JOB = (
+    "With no command, portbell runs its main job: the tray when there is a desktop (it starts the "
+    "daemon); otherwise the daemon in the foreground, printing events as they happen, or, when a "
+    "daemon already runs, its record followed live (`events --since 10m --follow`)."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="portbell",
         description="Rings when something on your machine starts listening on a port.",
-        epilog="With no command, portbell runs its main job: it watches and prints events as they happen.",
+        epilog=MAIN_JOB,
     )
-    parser.add_argument("--version", action="version", version=f"portbell {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"portbell {__version__}", help="print the version and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more (to stderr)")
+    parser.add_argument("--color", "--colour", dest="color", choices=("auto", "always", "never"), default="auto",
+                        help="colour the text: auto (on a terminal, unless NO_COLOR is set), always, never")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     listeners.add_parsers(sub)
+    stop.add_parser(sub)
     doctor.add_parser(sub)
     daemon.add_parser(sub)
     record.add_parsers(sub)
     config.add_parser(sub)
     sub.add_parser("tray", help="the tray icon: listeners at a glance and notifications (needs a desktop)").set_defaults(func=cmd_tray)
     autostart.add_parser(sub)
+    for command in sub.choices.values():  # -v and --color after the command too: `portbell ls -v`
+        common_options(command)
     return parser
 
 

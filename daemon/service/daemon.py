@@ -210,6 +210,7 @@ class Daemon:
             "config": str(self.config_path) if self.config_path else None,
             "write_error": self.write_error,
             "write_failing_since": self.write_failing_since.isoformat() if self.write_failing_since else None,
+            "notes": list(getattr(self.sampler, "notes", None) or ()),  # what the view is missing, for status
         }
         try:
             self.store.heartbeat(info)
