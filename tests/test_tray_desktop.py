@@ -89,7 +89,7 @@ class Home:
 
         self.starts += 1
         self.daemon = self.desktop.spawn(f"daemon-{self.starts}", [sys.executable, "-m", "portbell.daemon", "daemon", "--interval", "0.25"], env=self.env)
-        poll(lambda: InstanceLock.holder(self.folder / "run" / "daemon.lock") == self.daemon.pid, 20, what="the daemon's lock")
+        poll(lambda: InstanceLock.holder(self.folder / "state" / "daemon.lock") == self.daemon.pid, 20, what="the daemon's lock")
 
     def stop_daemon(self):
         stop_process(self.daemon)
@@ -382,7 +382,7 @@ def test_with_only_the_xorg_backend_the_tray_says_what_to_install(desktop, tmp_p
     try:
         from portbell.daemon.service import InstanceLock
 
-        poll(lambda: InstanceLock.holder(tmp_path / "run" / "daemon.lock") == daemon.pid, 20, what="the daemon")
+        poll(lambda: InstanceLock.holder(tmp_path / "state" / "daemon.lock") == daemon.pid, 20, what="the daemon")
         tray = desktop.spawn("tray-xorg", [sys.executable, "-m", "portbell.daemon", "tray"], env=env)
         try:
             poll(lambda: "pystray backend" in desktop.log("tray-xorg") or tray.poll() is not None, 30, what="the start line")
