@@ -72,7 +72,27 @@ def _main_job(verbose: bool) -> list[str]:
     return [*(["--verbose"] if verbose else []), "daemon"]
 
 
+def windowless_log() -> None:
+    """Under pythonw (which Windows' Run entries start) there is no stderr: what would
+    go there, a failure at login included, goes to portbellw.log in the user's log folder."""
+    if sys.stderr is not None and sys.stdout is not None:
+        return
+    import platformdirs
+
+    folder = platformdirs.user_log_path("portbell", appauthor=False)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        out = open(folder / "portbellw.log", "a", encoding="utf-8", buffering=1)
+    except OSError:
+        import os
+
+        out = open(os.devnull, "w", encoding="utf-8")
+    sys.stdout = sys.stdout or out
+    sys.stderr = sys.stderr or out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    windowless_log()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="portbell: %(message)s")
