@@ -63,7 +63,7 @@ TARGETS = (
         "store",
         "daemon/record/store.py",
         ("tests/test_store_mut.py", "tests/test_store.py"),
-        only=("Store.recorded", "Store.record", "Store.rebaseline", "Store._set_coverage", "Store._remember",
+        only=("Store.recorded", "Store.record", "Store.record_polls", "Store._record_one", "Store._set_coverage", "Store._remember",
               "Store.prune", "Store.key_seen", "Store.program_seen", "Store.events", "Store.history",
               "Store.last_holder", "Store.current_since"),
     ),

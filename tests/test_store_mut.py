@@ -49,20 +49,31 @@ def test_before_the_first_baseline_there_is_nothing_recorded(store):
 
 def test_recorded_gives_back_the_listeners_time_and_coverage_committed(store):
     a = li(8000)
-    store.rebaseline(snapshot_of([a], at(5), complete=False, sampler="psutil"))
+    store.record(snapshot_of([a], at(5), complete=False, sampler="psutil"), [(Event(EventKind.OPENED, at(5), a), Verdict(False, ""))])
     snap = store.recorded()
     assert (snap.listeners, snap.taken_at, snap.complete, snap.sampler) == ({a.key: a}, at(5), False, "psutil")
 
 
-def test_rebaseline_replaces_the_listeners_silently_and_remembers_them(store):
-    a, b = li(8000), li(9000)
+def test_a_refresh_stores_the_snapshots_attributes_without_an_event(store):
+    a = li(8000)
     poll(store, [a], [(EventKind.OPENED, a)])
-    store.rebaseline(snapshot_of([b], at(60), sampler="x"))
-    assert store.recorded().listeners == {b.key: b}
-    assert [r.event.key.port for r in store.events()] == [8000]  # no events of its own
-    assert store.current_since() == {b.key: at(60)}
-    assert store.key_seen(b.key, "/usr/bin/python3")
-    assert store.program_seen("/usr/bin/python3", Exposure.ALL_INTERFACES, Transport.TCP, random_port=False)
+    renamed = li(8000, name="python3.12")
+    poll(store, [renamed], [], when=at(60))
+    assert store.recorded().listeners == {a.key: a}  # no event, no refresh: the record keeps what it had
+    poll(store, [renamed], [], when=at(61), refresh=True)
+    assert store.recorded().listeners == {a.key: renamed}
+    assert [r.event.key.port for r in store.events()] == [8000]  # silently
+    assert store.current_since() == {a.key: T0}
+
+
+def test_polls_that_waited_are_committed_in_order_in_one_go(store):
+    a, b = li(8000), li(9000)
+    out = store.record_polls([
+        (snapshot_of([a], at(0)), [(Event(EventKind.OPENED, at(0), a), Verdict(True, "x"))], False, False, False),
+        (snapshot_of([a, b], at(1), sampler="late"), [(Event(EventKind.OPENED, at(1), b), Verdict(False, "y"))], True, False, False),
+    ])
+    assert [(r.id, r.event.key.port, r.baseline) for r in out] == [(1, 8000, False), (2, 9000, True)]
+    assert store.recorded().sampler == "late" and set(store.recorded().listeners) == {a.key, b.key}
 
 
 def test_a_listener_is_listening_since_it_opened_not_since_it_changed(store):
