@@ -72,3 +72,58 @@ def port(text: str) -> int:
         return parse_port(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def count(text: str) -> int:
+    """An argparse type: a count of one or more (`--limit 0` or `-3` would mean nothing, or everything)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is too few: give 1 or more")
+    return value
+
+
+def row_id(text: str) -> int:
+    """An argparse type: a decision's id, as `portbell trust` lists them (1 to 2**63-1, SQLite's range)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rule id: give the number `portbell trust` lists") from None
+    if not 1 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{text} is not a rule id: ids are whole numbers from 1 (list them with `portbell trust`)")
+    return value
+
+
+def pid(text: str) -> int:
+    """An argparse type: a process id (a positive whole number the kernel could hand out)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a process id") from None
+    if not 1 <= value < 2**31:
+        raise argparse.ArgumentTypeError(f"{text} is not a process id: pids are whole numbers from 1 to {2**31 - 1}")
+    return value
+
+
+def duration(text: str):
+    """An argparse type: a positive duration (`30m`, `8h`, `1d`), at most a hundred years."""
+    from ..when import parse_duration
+
+    try:
+        return parse_duration(text, positive=True)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def user(text: str) -> str:
+    """An argparse type: a user of this machine, by name or uid (kept as the name owners carry)."""
+    try:
+        import pwd
+    except ImportError:  # Windows: no user database to ask; owners' names are taken as given
+        return text
+    try:
+        return pwd.getpwuid(int(text)).pw_name if text.isdigit() else pwd.getpwnam(text).pw_name
+    except (KeyError, OverflowError):
+        raise argparse.ArgumentTypeError(f"no user {text!r} on this machine (see `getent passwd`)") from None
