@@ -20,7 +20,6 @@ podman/podman.sock), then /var/run/docker.sock and /run/podman/podman.sock.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -83,6 +82,8 @@ def get_json(path: str, request: str, timeout_s: float = TIMEOUT_S) -> Any:
         body = resp.read(16 << 20)
         if resp.status != 200:
             raise EngineError(f"{path} answered {resp.status} {resp.reason} to GET {request}", path=path)
+        import json  # only when an Engine API answers: most machines have none
+
         return json.loads(body)
     except PermissionError as err:
         raise EngineError(f"{path}: permission denied", path=path, denied=True) from err
