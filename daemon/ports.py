@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -55,7 +54,12 @@ def port_class(port: int) -> str:
 
 
 def _run(argv: list[str]) -> str:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=5, check=False).stdout
+    import subprocess  # only where the range takes a program to ask (macOS, BSD, Windows)
+
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=5, check=False).stdout
+    except subprocess.SubprocessError as err:
+        raise OSError(f"{argv[0]}: {err}") from err
 
 
 @lru_cache(maxsize=1)
@@ -77,7 +81,7 @@ def ephemeral_range() -> tuple[int, int] | None:
         else:
             return None
         return int(low), int(high)
-    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+    except (OSError, ValueError, IndexError):
         return None
 
 

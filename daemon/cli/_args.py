@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 from ..addresses import parse_port
@@ -31,12 +30,11 @@ def open_sampler(args):
     return sampler
 
 
-def sample(args) -> Snapshot:
-    sampler = open_sampler(args)
-    try:
-        return sampler.sample()
-    finally:
-        sampler.close()
+def sample(args, ports: frozenset[int] | None = None) -> Snapshot:
+    """One look at the listeners (`ports`: only those on these ports, whose owners alone are searched)."""
+    from .. import samplers
+
+    return samplers.sample_once(getattr(args, "sampler", None), ports)
 
 
 def transport_filter(args) -> Transport | None:
@@ -48,6 +46,8 @@ def transport_filter(args) -> Transport | None:
 
 
 def print_json(data) -> None:
+    import json
+
     print(json.dumps(data, sort_keys=False), flush=True)
 
 

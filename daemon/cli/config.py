@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-
-from .. import paths
 
 
 def config_path(args) -> Path:
+    from .. import paths
+
     return Path(args.config) if getattr(args, "config", None) else paths.config_file()
 
 
@@ -24,6 +23,8 @@ def cmd_config(args) -> int:
     if args.action == "check":
         print(f"{path}: OK" if path.exists() else f"{path} does not exist: the defaults apply (that is fine)")
         return 0
+    import json
+
     print(json.dumps(config.to_dict(), indent=2))
     return 0
 

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import json
-import logging
-import os
-import signal
 import sys
-import threading
-from dataclasses import replace
 
-from .. import paths, words
 from ._args import seconds
 from .config import config_path
 
-log = logging.getLogger("portbell")
-
 
 def cmd_daemon(args) -> int:
+    import json
+    import logging
+    import os
+    import signal
+    import threading
+    from dataclasses import replace
+
+    from .. import paths, words
     from .. import config as configmod
     from ..sinks import validate
     from .. import samplers
@@ -35,7 +34,7 @@ def cmd_daemon(args) -> int:
         prefer = args.sampler or (None if config.sampler == "auto" else config.sampler)
         sampler, skipped = samplers.open_sampler(prefer)
         for reason in skipped:
-            log.warning("sampler unavailable, falling back: %s", reason)
+            logging.getLogger("portbell").warning("sampler unavailable, falling back: %s", reason)
         out = None if args.quiet else (lambda rec: print(words.record_line(rec), flush=True))
         if args.json:
             out = lambda rec: print(json.dumps(rec.to_dict()), flush=True)  # noqa: E731

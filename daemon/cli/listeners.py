@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 
 from .. import ports, words
 from ..addresses import parse_address, parse_endpoint, serves
 from ..errors import SampleError, UsageError
 from ..model import SCHEMA_VERSION, Transport
-from ..doctor import ephemeral_lines
-from ..service import Monitor, Poll, run
 from ._args import is_root, open_sampler, print_json, sample, sampler_option, seconds, transport_filter, transport_options
 
 
@@ -53,7 +49,7 @@ def parse_target(text: str) -> tuple[frozenset[str] | None, int]:
 
 def cmd_who(args) -> int:
     addresses, port = parse_target(args.target)
-    snap = sample(args)
+    snap = sample(args, frozenset({port}))
     wanted = transport_filter(args)
     found = [
         li
@@ -73,6 +69,7 @@ def cmd_who(args) -> int:
         print(about.describe())
         if about.ephemeral:
             from .. import samplers
+            from ..doctor import ephemeral_lines
 
             try:
                 connections = samplers.connections_on(port)
@@ -94,7 +91,9 @@ def cmd_who(args) -> int:
     return 0
 
 
-def _stop_on_signals(stop: threading.Event) -> None:
+def _stop_on_signals(stop) -> None:
+    import signal
+
     def handler(signum, _frame):
         stop.set()
 
@@ -103,12 +102,16 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 
 def cmd_watch(args) -> int:
+    import threading
+
+    from ..service import Monitor, run
+
     sampler = open_sampler(args)
     stop = threading.Event()
     _stop_on_signals(stop)
     monitor = Monitor(sampler)
 
-    def handle(poll: Poll) -> None:
+    def handle(poll) -> None:
         if poll.baseline and poll.snapshot is not None:
             snap = poll.snapshot
             view = "complete" if snap.complete else "partial (run as root to see every owner)"

@@ -3,35 +3,35 @@
 from __future__ import annotations
 
 import json
-import logging
-import signal
 import sys
-import threading
 from dataclasses import replace
 from datetime import datetime, timezone
 
-from .. import paths, words
+from .. import words
 from ..errors import PortbellError, UsageError
 from ..model import SCHEMA_VERSION, Exposure, Transport, iso
 from ..when import parse_since
 from ._args import count, duration, pid, port, row_id, user
 
-log = logging.getLogger("portbell")
-
 
 def _reader():
+    from .. import paths
     from ..record import Store
 
     return Store.open(paths.database(), readonly=True)
 
 
 def _writer():
+    from .. import paths
     from ..record import Store
 
     return Store.open(paths.database())
 
 
 def cmd_events(args) -> int:
+    import signal
+    import threading
+
     now = datetime.now(timezone.utc)
     try:
         since = parse_since(args.since, now) if args.since else None
@@ -105,6 +105,7 @@ def cmd_history(args) -> int:
 
 
 def cmd_status(args) -> int:
+    from .. import paths
     from ..service import InstanceLock
     from ..errors import StoreError
 
