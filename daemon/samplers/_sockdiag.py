@@ -45,7 +45,7 @@ import struct
 import time
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Callable
+from collections.abc import Callable
 
 from ..addresses import classify, is_dual_stack
 from ..errors import SampleError
