@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test bench clean
+.PHONY: run test bench man clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "portbell needs Python 3.11 or newer; set PYTHON=/path/to/python3.11")'
@@ -24,6 +24,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+man: $(STAMP)
+	$(PY) -m portbell.daemon.cli._manual docs/portbell.1
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -31,6 +31,7 @@ GROUPS = {
     "config": ("config",),
     "": ("tray",),
     "autostart": ("autostart",),
+    "completion": ("completion",),
 }
 MODULE_OF = {command: module for module, commands in GROUPS.items() for command in commands}
 
