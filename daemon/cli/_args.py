@@ -51,19 +51,25 @@ def print_json(data) -> None:
     print(json.dumps(data, sort_keys=False), flush=True)
 
 
-def seconds(low: float, high: float):
-    """An argparse type: a number of seconds from `low` to `high`."""
+def ranged(convert, low, high, name: str, outside: str):
+    """An argparse type: `convert(text)` from `low` to `high`; `name` says what it is, and a value
+    out of range is "<text> <outside>"."""
 
-    def parse(text: str) -> float:
+    def parse(text: str):
         try:
-            value = float(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text} is out of range: use {low:g} to {high:g} seconds")
+            raise argparse.ArgumentTypeError(f"{text!r} is not {name}") from None
+        if not low <= value <= high:  # NaN too
+            raise argparse.ArgumentTypeError(f"{text} {outside}")
         return value
 
     return parse
+
+
+def seconds(low: float, high: float):
+    """An argparse type: a number of seconds from `low` to `high`."""
+    return ranged(float, low, high, "a number of seconds", f"is out of range: use {low:g} to {high:g} seconds")
 
 
 def port(text: str) -> int:
@@ -74,37 +80,16 @@ def port(text: str) -> int:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def count(text: str) -> int:
-    """An argparse type: a count of one or more (`--limit 0` or `-3` would mean nothing, or everything)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is too few: give 1 or more")
-    return value
+def whole(low: int, high: int, name: str, hint: str):
+    """An argparse type: a whole number from `low` to `high`; `name` says what it is, `hint` what to give."""
+    return ranged(int, low, high, name, f"is not {name}: {hint}")
 
 
-def row_id(text: str) -> int:
-    """An argparse type: a decision's id, as `portbell trust` lists them (1 to 2**63-1, SQLite's range)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a rule id: give the number `portbell trust` lists") from None
-    if not 1 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"{text} is not a rule id: ids are whole numbers from 1 (list them with `portbell trust`)")
-    return value
-
-
-def pid(text: str) -> int:
-    """An argparse type: a process id (a positive whole number the kernel could hand out)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a process id") from None
-    if not 1 <= value < 2**31:
-        raise argparse.ArgumentTypeError(f"{text} is not a process id: pids are whole numbers from 1 to {2**31 - 1}")
-    return value
+SQLITE_MAX = 2**63 - 1  # the largest integer SQLite keeps: ids, limits
+# `--limit 0` or `-3` would mean nothing, or everything
+count = whole(1, SQLITE_MAX, "a count", "give 1 or more")
+row_id = whole(1, SQLITE_MAX, "a rule id", "ids are whole numbers from 1 (list them with `portbell trust`)")
+pid = whole(1, 2**31 - 1, "a process id", f"pids are whole numbers from 1 to {2**31 - 1}")
 
 
 def duration(text: str):

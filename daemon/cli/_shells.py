@@ -77,24 +77,33 @@ def commands_of(parser: argparse.ArgumentParser) -> list[Command]:
     return out
 
 
+# How each shell loads its script: `portbell completion --help` and each script's header say so.
+LOAD = {
+    "bash": "source <(portbell completion bash), or save it as ~/.local/share/bash-completion/completions/portbell",
+    "zsh": "save it as _portbell in a folder of $fpath, or: source <(portbell completion zsh)",
+    "fish": "save it as ~/.config/fish/completions/portbell.fish",
+}
+
+
+def _header(shell: str) -> list[str]:
+    return [f"# {shell} completion for portbell; generated from its parser by `portbell completion {shell}`.", f"# Load it: {LOAD[shell]}"]
+
+
 # ------------------------------------------------------------------ bash
 
 
-def bash(parser: argparse.ArgumentParser) -> str:
-    top, _ = options_of(parser)
-    commands = commands_of(parser)
-    lines = [
-        "# bash completion for portbell; generated from its parser by `portbell completion bash`.",
-        "# Load it with: source <(portbell completion bash)",
-        "_portbell() {",
-        "    local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]} cmd= i",
-        "    for ((i = 1; i < COMP_CWORD; i++)); do",
-        '        [[ ${COMP_WORDS[i]} == -* ]] || { cmd=${COMP_WORDS[i]}; break; }',
-        "    done",
-        "    local opts= words=",
-        '    case "$cmd" in',
-        f"        '') opts='{_flags(top)}'; words='{' '.join(c.name for c in commands)}' ;;",
-    ]
+# The command word is the first word that is not an option (the top level's options take no value).
+_BASH_START = """_portbell() {
+    local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]} cmd= i
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        [[ ${COMP_WORDS[i]} == -* ]] || { cmd=${COMP_WORDS[i]}; break; }
+    done
+    local opts= words=
+    case "$cmd" in"""
+
+
+def bash(top: list[Option], commands: list[Command]) -> list[str]:
+    lines = [*_header("bash"), _BASH_START, f"        '') opts='{_flags(top)}'; words='{' '.join(c.name for c in commands)}' ;;"]
     for command in commands:
         lines.append(f"        {command.name})")
         lines.append(f"            opts='{_flags(command.options)}'")
@@ -124,7 +133,7 @@ def bash(parser: argparse.ArgumentParser) -> str:
         "}",
         "complete -F _portbell portbell",
     ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _flags(options) -> str:
@@ -154,13 +163,10 @@ def _zsh_spec(o: Option) -> str:
     return spec + "'"
 
 
-def zsh(parser: argparse.ArgumentParser) -> str:
-    top, _ = options_of(parser)
-    commands = commands_of(parser)
+def zsh(top: list[Option], commands: list[Command]) -> list[str]:
     lines = [
         "#compdef portbell",
-        "# zsh completion for portbell; generated from its parser by `portbell completion zsh`.",
-        "# Save it as _portbell in a folder of $fpath, or: source <(portbell completion zsh)",
+        *_header("zsh"),
         "_portbell() {",
         "  local curcontext=$curcontext state line",
         "  local -a commands",
@@ -190,7 +196,7 @@ def zsh(parser: argparse.ArgumentParser) -> str:
         "}",
         'if [[ $zsh_eval_context[-1] == loadautofunc ]]; then _portbell "$@"; else compdef _portbell portbell; fi',
     ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 # ------------------------------------------------------------------ fish
@@ -215,12 +221,9 @@ def _fish_option(condition: str, o: Option) -> str:
     return " ".join(parts)
 
 
-def fish(parser: argparse.ArgumentParser) -> str:
-    top, _ = options_of(parser)
-    commands = commands_of(parser)
+def fish(top: list[Option], commands: list[Command]) -> list[str]:
     lines = [
-        "# fish completion for portbell; generated from its parser by `portbell completion fish`.",
-        "# Save it as ~/.config/fish/completions/portbell.fish",
+        *_header("fish"),
         "complete -c portbell -f",
         *[_fish_option("__fish_use_subcommand", o) for o in top],
         *[f"complete -c portbell -n __fish_use_subcommand -a {c.name} -d {_fq(c.help)}" for c in commands],
@@ -231,11 +234,12 @@ def fish(parser: argparse.ArgumentParser) -> str:
         words = [c for p in command.positionals for c in p.choices]
         if words:
             lines.append(f"complete -c portbell -n {_fq(condition)} -a {_fq(' '.join(words))}")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 SHELLS = {"bash": bash, "zsh": zsh, "fish": fish}
 
 
 def script(shell: str, parser: argparse.ArgumentParser) -> str:
-    return SHELLS[shell](parser)
+    top, _ = options_of(parser)
+    return "\n".join(SHELLS[shell](top, commands_of(parser))) + "\n"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._shells import LOAD
+
 
 def cmd_completion(args) -> int:
     from . import build_parser
@@ -12,12 +14,7 @@ def cmd_completion(args) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "completion",
-        help="print a shell completion script: bash, zsh or fish",
-        description="Prints the completion script for a shell. bash: `source <(portbell completion bash)` "
-        "(or save it as ~/.local/share/bash-completion/completions/portbell); zsh: save it as _portbell in a "
-        "folder of $fpath; fish: `portbell completion fish > ~/.config/fish/completions/portbell.fish`.",
-    )
-    p.add_argument("shell", choices=("bash", "zsh", "fish"))
+    how = "; ".join(f"{shell}: {load}" for shell, load in LOAD.items())
+    p = sub.add_parser("completion", help="print a shell completion script: bash, zsh or fish", description=f"Prints the completion script for a shell. {how}.")
+    p.add_argument("shell", choices=tuple(LOAD))
     p.set_defaults(func=cmd_completion)
