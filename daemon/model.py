@@ -161,25 +161,19 @@ class Container:
         return self.id[:12]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "runtime": self.runtime,
-            "name": self.name,
-            "image": self.image,
-            "compose_project": self.project,
-            "compose_service": self.service,
-        }
+        return {key: getattr(self, attr) for key, attr in _CONTAINER_JSON}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Container:
-        return cls(
-            id=str(data["id"]),
-            runtime=data.get("runtime"),
-            name=data.get("name"),
-            image=data.get("image"),
-            project=data.get("compose_project"),
-            service=data.get("compose_service"),
-        )
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Container | None:
+        if not data:
+            return None
+        return cls(**{attr: data.get(key) for key, attr in _CONTAINER_JSON if key != "id"}, id=str(data["id"]))
+
+
+_CONTAINER_JSON = (  # JSON key, attribute
+    ("id", "id"), ("runtime", "runtime"), ("name", "name"), ("image", "image"),
+    ("compose_project", "project"), ("compose_service", "service"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,13 +207,12 @@ class Unit:
     def from_dict(cls, data: Mapping[str, Any] | None) -> Unit | None:
         if not data:
             return None
-        container = data.get("container")
         return cls(
             kind=UnitKind(data["kind"]),
             name=str(data["name"]),
             cgroup=data.get("cgroup"),
             uid=data.get("uid"),
-            container=Container.from_dict(container) if container else None,
+            container=Container.from_dict(data.get("container")),
             services=tuple(data.get("services") or ()),
         )
 
@@ -257,13 +250,7 @@ class Forward:
     def from_dict(cls, data: Mapping[str, Any] | None) -> Forward | None:
         if not data:
             return None
-        container = data.get("container")
-        return cls(
-            by=str(data["by"]),
-            address=data.get("address"),
-            port=data.get("port"),
-            container=Container.from_dict(container) if container else None,
-        )
+        return cls(str(data["by"]), data.get("address"), data.get("port"), Container.from_dict(data.get("container")))
 
 
 @dataclass(frozen=True, slots=True, order=True)

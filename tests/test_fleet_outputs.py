@@ -540,12 +540,12 @@ def test_the_daemons_counters_survive_a_restart_and_a_reload(home):
             a.bind(("127.0.0.1", 0))
             a.listen()
             before = _opened(prom)
-            wait_for(lambda: _opened(prom) == before + 1, timeout=30, what="the new listener counted")
+            wait_for(lambda: _opened(prom) >= before + 1, timeout=30, what="the new listener counted")
         counted = _opened(prom)
     finally:
         stop(proc)
     assert value(_metrics(prom), "portbell_up") == 0, log.read_text()  # a clean stop says so
-    assert _opened(prom) == counted
+    assert _opened(prom) >= counted  # the last write keeps the counts
 
     proc = start()
     try:
@@ -559,8 +559,9 @@ def test_the_daemons_counters_survive_a_restart_and_a_reload(home):
             config.write_text(f'[sinks.prometheus]\npath = "{prom}"\n\n[sinks.jsonl]\npath = "{home}/e.jsonl"\n')
             proc.send_signal(signal.SIGHUP)  # the sinks are rebuilt
             wait_for(lambda: "configuration reloaded" in log.read_text(), timeout=30, what="the reload")
-        wait_for(lambda: closed() == was_closed + 1, timeout=30, what="the close counted after the reload")
-        assert _opened(prom) == counted  # not reset by the reload
+        # Other programs on a busy machine open and close listeners too: the counters only grow.
+        wait_for(lambda: closed() >= was_closed + 1, timeout=30, what="the close counted after the reload")
+        assert _opened(prom) >= counted  # not reset by the reload (a reset starts again below the baseline's count)
         assert value(_metrics(prom), "portbell_up") == 1
     finally:
         stop(proc)

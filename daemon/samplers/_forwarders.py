@@ -90,6 +90,15 @@ def forward_of(name: str, cmdline: Sequence[str] | None, transport: Transport, a
     return Forward(name)
 
 
+def forward_for(owners, transport: Transport, address: str, port: int) -> Forward | None:
+    """Where the first owner that is a forwarder sends this socket's traffic, or None."""
+    for owner in owners:
+        name = forwarder_name(owner.name, owner.cmdline)
+        if name:
+            return forward_of(name, owner.cmdline, transport, address, port)
+    return None
+
+
 def claims(name: str, cmdline: Sequence[str] | None) -> list[tuple[Transport, str | None, int]]:
     """The sockets a forwarder's command line says it holds: (transport, host address or None
     for any, port). Empty when the command line does not say (rootlessport, slirp4netns)."""

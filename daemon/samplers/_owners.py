@@ -1,4 +1,5 @@
-"""Owner details by pid: from /proc on Linux, through psutil elsewhere. Imports: daemon.model, psutil
+"""Owner details by pid (from /proc on Linux, through psutil elsewhere), and one socket as a listener.
+Imports: daemon.model, daemon.addresses, the sibling _forwarders, psutil
 (not on Linux).
 
 Both samplers read owners here, so the same process is described the same way
@@ -8,7 +9,7 @@ gets a fresh read.
 On Linux the few files psutil would read are read directly, the way psutil reads them (its
 create time, its name extended from the command line past the kernel's 15 bytes, its command line
 with setproctitle's spaces, its exe without a bogus " (deleted)"): importing psutil costs more
-than a `portbell who` spends on everything else (bench/cli.py). tests/test_samplers.py holds the
+than a `portbell who` spends on everything else (bench/cli.py). tests/test_owners.py holds the
 two readers against each other.
 """
 
@@ -20,7 +21,9 @@ import sys
 from datetime import datetime, timezone
 from functools import lru_cache
 
-from ..model import Owner
+from ..addresses import classify, is_dual_stack
+from ..model import Listener, Owner, Transport, Unit, sort_owners
+from ._forwarders import forward_for
 
 PROC = "/proc"
 
@@ -38,6 +41,21 @@ def user_name(uid: int | None) -> str | None:
 def unknown_owner(uid: int | None) -> Owner:
     """An owner the view cannot see: only the socket's uid, which the kernel reports to anyone."""
     return Owner(pid=None, uid=uid, user=user_name(uid))
+
+
+def listener_of(
+    transport: Transport, family: int, address: str, port: int, owners: list[Owner], *,
+    uid: int | None, v6only: bool | None, unit: Unit | None, candidates: int | None = None,
+) -> Listener:
+    """One socket as a listener, the same way for every sampler: its exposure, its owners (the
+    socket's uid alone when none is visible), where a forwarder among them sends it, its unit."""
+    return Listener(
+        transport, family, address, port, classify(address), is_dual_stack(address, family, v6only),
+        sort_owners(owners) if owners else (unknown_owner(uid),),
+        unit=unit,
+        forward=forward_for(owners, transport, address, port),
+        candidates=None if owners else candidates,
+    )
 
 
 class OwnerReader:

@@ -27,12 +27,10 @@ from typing import Callable, Iterable
 
 import psutil
 
-from ..addresses import classify
 from ..errors import SampleError
-from ..model import Listener, Owner, Snapshot, Transport, Unit, UnitKind, sort_owners
+from ..model import Listener, Owner, Snapshot, Transport, Unit, UnitKind
 from ..snapshot import merge
-from ._forwarders import forward_of, forwarder_name
-from ._owners import OwnerReader, unknown_owner
+from ._owners import OwnerReader, listener_of
 
 ServiceList = Callable[[], Iterable[tuple[str, int | None]]]
 
@@ -140,19 +138,5 @@ class PsutilSampler:
         address, port = conn.laddr.ip, conn.laddr.port
         family = 6 if conn.family == socket.AF_INET6 else 4
         transport = Transport.TCP if conn.type == socket.SOCK_STREAM else Transport.UDP
-        forward = None
-        if owner is not None:
-            name = forwarder_name(owner.name, owner.cmdline)
-            if name:
-                forward = forward_of(name, owner.cmdline, transport, address, port)
-        return Listener(
-            transport,
-            family,
-            address,
-            port,
-            classify(address),
-            False,
-            sort_owners([owner]) if owner else (unknown_owner(None),),
-            unit=service_unit(self._by_pid.get(owner.pid, ())) if owner is not None and owner.pid else None,
-            forward=forward,
-        )
+        unit = service_unit(self._by_pid.get(owner.pid, ())) if owner is not None and owner.pid else None
+        return listener_of(transport, family, address, port, [owner] if owner else [], uid=None, v6only=None, unit=unit)

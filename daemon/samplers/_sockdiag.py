@@ -47,15 +47,14 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from collections.abc import Callable
 
-from ..addresses import classify, is_dual_stack
 from ..errors import SampleError
-from ..model import Listener, Owner, Snapshot, Transport, sort_owners
+from ..model import Listener, Owner, Snapshot, Transport
 from ..snapshot import merge
 from ._cgroup import Cgroups
 from ._engine_api import Engine
 from ._enrich import enrich
-from ._forwarders import claims, forward_of, forwarder_name, is_watched
-from ._owners import OwnerReader, unknown_owner
+from ._forwarders import claims, forwarder_name, is_watched
+from ._owners import OwnerReader, listener_of
 from ._procfs import PROC, Attributor
 
 NETLINK_SOCK_DIAG = 4
@@ -365,23 +364,8 @@ class SockDiagSampler:
             owner = self._owner(pid, via) if pid is not None else None
             if owner is not None:
                 owners = [owner]
-        forward = None
-        for owner in owners:
-            name = forwarder_name(owner.name, owner.cmdline)
-            if name:
-                forward = forward_of(name, owner.cmdline, transport, address, port)
-                break
-        return Listener(
-            transport,
-            family,
-            address,
-            port,
-            classify(address),
-            is_dual_stack(address, family, v6only),
-            sort_owners(owners) if owners else (unknown_owner(uid),),
-            unit=self._cgroups.unit(cgroup),
-            forward=forward,
-            candidates=None if owners else candidates,
+        return listener_of(
+            transport, family, address, port, owners, uid=uid, v6only=v6only, unit=self._cgroups.unit(cgroup), candidates=candidates,
         )
 
     def _complete(self, raws: list[Raw]) -> bool:
