@@ -80,3 +80,34 @@ def test_every_command_is_in_the_table_main_imports_by():
         (alone,) = [a for a in one._actions if a.dest == "command"]
         assert list(alone.choices) == [name]
         assert alone.choices[name].format_help() == sub.choices[name].format_help()
+
+
+GC_PROBE = """
+import gc, sys
+import portbell.daemon.cli as cli
+seen = []
+real = cli.build_parser
+def spy(only=None):
+    seen.append(gc.isenabled())
+    return real(only)
+cli.build_parser = spy
+for argv in (["ls"], ["config", "path"]):
+    cmd = cli.MODULE_OF[argv[0]]
+    module = __import__(f"portbell.daemon.cli.{cmd}", fromlist=["x"])
+    name = {"ls": "cmd_ls", "config": "cmd_config"}[argv[0]]
+    real_cmd = getattr(module, name)
+    def wrapped(args, real_cmd=real_cmd):
+        seen.append(gc.isenabled())
+        return real_cmd(args)
+    setattr(module, name, wrapped)
+    cli.main(argv)
+    seen.append(gc.isenabled())
+print(seen)
+"""
+
+
+def test_quick_commands_run_without_the_cyclic_collector_and_the_others_with_it(home):
+    done = subprocess.run([sys.executable, "-c", GC_PROBE], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    # ls: off while the parser is built and while it runs, on again after; config: on while it runs
+    assert done.stdout.strip().splitlines()[-1] == "[False, False, True, False, True, True]"

@@ -35,9 +35,11 @@ GROUPS = {
 }
 MODULE_OF = {command: module for module, commands in GROUPS.items() for command in commands}
 
-# Commands whose code never logs (nothing they import uses logging): without --verbose they skip
-# importing and setting up the logging package. tests/test_imports.py proves the claim.
-QUIET = frozenset({"ls", "who"})
+# Commands that answer and exit. Their code never logs (nothing they import uses logging, which
+# tests/test_imports.py proves): without --verbose they skip importing and setting up the logging
+# package. And they run without the cyclic garbage collector: start-up makes many objects and no
+# cycles, and collecting them costs a `portbell who` about 1.5 ms (bench/cli.py).
+QUICK = frozenset({"ls", "who"})
 
 
 def cmd_tray(args) -> int:
@@ -144,6 +146,20 @@ def _main_job(verbose: bool) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import gc
+
+    collecting = gc.isenabled()
+    gc.disable()  # until the command is known (imports and the parser); QUICK ones keep it so
+    try:
+        return _main(argv, collecting)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _main(argv: Sequence[str] | None, collecting: bool) -> int:
+    import gc
+
     argv = sys.argv[1:] if argv is None else list(argv)
     word = _command(argv)
     parser = (build_parser(word) if word in MODULE_OF else None) or build_parser()
@@ -151,8 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         argv = _main_job(args.verbose)
         args = build_parser().parse_args(argv)
-    if args.verbose or args.command not in QUIET:
+    if args.verbose or args.command not in QUICK:
         _setup_logging(args.verbose)
+    if collecting and args.command not in QUICK:
+        gc.enable()  # the daemon, watch, the tray: they run for a long time
     try:
         return args.func(args)
     except UsageError as err:
