@@ -255,6 +255,8 @@ class Forward:
 
 @dataclass(frozen=True, slots=True, order=True)
 class Key:
+    """A listener's identity: transport, local address, port."""
+
     transport: Transport
     address: str
     port: int
@@ -270,6 +272,8 @@ def endpoint(address: str, port: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Listener:
+    """A listening socket (or the sockets sharing one key) and what is known of it."""
+
     transport: Transport
     family: int  # 4 or 6
     address: str
@@ -383,6 +387,8 @@ def snapshot_of(listeners, taken_at: datetime, **kw: Any) -> Snapshot:
 
 @dataclass(frozen=True, slots=True)
 class Event:
+    """A listener opened, closed or changed at a time; `previous` is how it was before."""
+
     kind: EventKind
     at: datetime
     listener: Listener  # the state now; for `closed`, the state it had when last seen

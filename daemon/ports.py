@@ -99,6 +99,8 @@ def service_name(port: int, transport: str = "tcp") -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class PortInfo:
+    """What a port number means here: its class, its usual service, the ephemeral range."""
+
     port: int
     port_class: str
     service: str | None

@@ -30,6 +30,8 @@ PROC = "/proc"
 
 @dataclass(frozen=True, slots=True)
 class Proc:
+    """One process as the table knows it."""
+
     pid: int
     start: int  # start time in clock ticks since boot
     ppid: int
