@@ -46,6 +46,8 @@ from .rules import ACTIONS, LOOPBACK_POLICIES, Rule
 SAMPLERS = ("auto", "sockdiag", "psutil")
 
 
+INTERVAL_RANGE_S = (0.1, 3600)  # daemon.interval_s, and the command line's --interval
+
 @dataclass(frozen=True, slots=True)
 class Config:
     interval_s: float = 1.0
@@ -108,8 +110,8 @@ def load(path: Path, *, sinks_check: Callable[[Mapping[str, Any]], list[str]] | 
         raise ConfigError([Problem(path, int(match.group(1)) if match else None, "", f"not valid TOML: {err}")]) from err
     checker = _Checker(path, text, sinks_check)
     config = checker.config(data)
-    if checker.problems:
-        raise ConfigError(checker.problems)
+    if checker.problems:  # in the file's line order; problems of no line (the whole file) last
+        raise ConfigError(sorted(checker.problems, key=lambda p: (p.line is None, p.line or 0)))
     return config
 
 
@@ -169,7 +171,7 @@ class _Checker:
                 key, _, message = text.partition(": ")
                 self.problem(key, message or text)
         return Config(
-            interval_s=self.number(d, "daemon", "interval_s", 1.0, 0.1, 3600),
+            interval_s=self.number(d, "daemon", "interval_s", 1.0, *INTERVAL_RANGE_S),
             retention_days=self.number(d, "daemon", "retention_days", 90, 1, 36500, int),
             retention_rows=self.number(d, "daemon", "retention_rows", 200_000, 1000, 100_000_000, int),
             sampler=self.choice(d, "daemon", "sampler", "auto", SAMPLERS),

@@ -105,6 +105,11 @@ class Owner:
     # "cmdline" (inferred: a forwarder whose command line names this very address and
     # port), None for an owner the view cannot see.
     via: str | None = field(default=None, compare=False)
+    # The exact start, as the stop guard compares it: clock ticks since boot on Linux (field 22
+    # of /proc/<pid>/stat), psutil's create_time elsewhere. `started_at` keeps whole seconds
+    # for people and the JSON; a pid reused within a second differs here. Descriptive: records
+    # older than it hold None, and the same process read again is not a new owner.
+    start: int | float | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -117,6 +122,7 @@ class Owner:
             "ppid": self.ppid,
             "started_at": iso(self.started_at),
             "via": self.via,
+            "start": self.start,
         }
 
     @classmethod
@@ -133,6 +139,7 @@ class Owner:
             ppid=data.get("ppid"),
             # records older than `via` hold owners read from descriptors (the only way then)
             via=data.get("via", "fd" if data.get("pid") is not None else None),
+            start=data.get("start"),
         )
 
 

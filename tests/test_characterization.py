@@ -129,7 +129,7 @@ def run(*argv) -> str:
 COMMANDS = {
     "ls": [("ls",), ("ls", "--exposed"), ("ls", "--udp"), ("ls", "--json")],
     "who": [("who", "8000"), ("who", "127.0.0.1:8000"), ("who", "22"), ("who", "5353"), ("who", "9"), ("who", "--json", "8080"), ("who", "[::1]:631")],
-    "watch": [("watch", "--interval", "0.05")],
+    "watch": [("watch", "--interval", "0.1")],
     "doctor": [("doctor", "1"), ("doctor", "127.0.0.1:3"), ("doctor", "--udp", "3"), ("doctor", "--json", "1")],
     "events": [("events",), ("events", "--port", "1"), ("events", "--alerts"), ("events", "--json", "--limit", "2"), ("history", "1")],
     "status": [("status",), ("trust",)],

@@ -29,7 +29,10 @@ def test_ls_json_has_the_documented_shape(sockets):
     assert set(li) == {"transport", "family", "address", "port", "exposure", "dual_stack", "owners", "unit", "forward", "candidates", "socket"}
     assert (li["family"], li["address"], li["exposure"], li["dual_stack"]) == (4, "127.0.0.1", "loopback", False)
     owner = next(o for o in li["owners"] if o["pid"] == os.getpid())
-    assert set(owner) == {"pid", "name", "exe", "cmdline", "user", "uid", "ppid", "started_at", "via"}
+    assert set(owner) == {"pid", "name", "exe", "cmdline", "user", "uid", "ppid", "started_at", "via", "start"}
+    from portbell.daemon.process import start_of
+
+    assert owner["start"] == start_of(os.getpid()) and isinstance(owner["start"], int)  # clock ticks, exact
     assert owner["via"] == "fd" and li["socket"] is True
     assert owner["started_at"].endswith("Z") and isinstance(owner["cmdline"], list)
 
@@ -48,7 +51,7 @@ def test_ls_filters_exposed_and_transport(sockets):
 def test_ls_table_is_aligned_and_readable(sockets):
     port = sockets(address="127.0.0.1").getsockname()[1]
     lines = portbell("ls", check=True).stdout.splitlines()
-    assert lines[0].split() == ["PROTO", "ADDRESS", "EXPOSURE", "PID", "PROCESS", "USER", "SERVICE"]
+    assert lines[0].split() == ["PROTO", "ADDRESS", "EXPOSURE", "PID", "PROCESS", "USER", "UNIT", "SERVICE"]
     row = next(line for line in lines if f"127.0.0.1:{port} " in line)
     assert row.split()[:4] == ["tcp", f"127.0.0.1:{port}", "loopback", str(os.getpid())]
     assert lines[0].index("EXPOSURE") == row.index("loopback")  # columns line up
@@ -102,19 +105,30 @@ def test_bad_interval_is_usage_error():
 
 
 class Lines:
-    """Read a child's stdout line by line with a deadline."""
+    """Read a child's stdout line by line with a deadline.
+
+    It reads the pipe's descriptor itself, with its own buffer: a text stream's readline would
+    buffer several lines, and select() would then wait for more while lines are already here."""
 
     def __init__(self, proc):
         self.proc = proc
+        self.fd = proc.stdout.fileno()
         self.sel = selectors.DefaultSelector()
-        self.sel.register(proc.stdout, selectors.EVENT_READ)
+        self.sel.register(self.fd, selectors.EVENT_READ)
+        self.buffer = b""
 
     def next(self, timeout):
-        if self.sel.select(timeout):
-            line = self.proc.stdout.readline()
-            if line:
-                return line
-        raise AssertionError(f"no line within {timeout}s")
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.sel.select(left):
+                raise AssertionError(f"no line within {timeout}s")
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                raise AssertionError(f"the output ended without another line within {timeout}s")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line.decode() + "\n"
 
 
 def test_watch_reports_a_child_opening_then_closing_within_two_intervals(child):

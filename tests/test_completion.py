@@ -42,7 +42,8 @@ def bash_complete(*words: str) -> list[str]:
     "words,offered",
     [
         (("portbell", "wh"), ["who"]),
-        (("portbell", "ls", "--ex"), ["--exposed"]),
+        (("portbell", "ls", "--ex"), ["--exposed", "--exposure"]),
+        (("portbell", "ls", "--exposed", "--exposure", "a"), ["all-interfaces"]),
         (("portbell", "-v", "ev"), ["events"]),
         (("portbell", "who", "--sampler", ""), ["sockdiag", "psutil"]),
         (("portbell", "config", "c"), ["check"]),
@@ -90,7 +91,7 @@ def test_zsh_n_would_catch_a_broken_script(tmp_path):
     assert subprocess.run([zsh, "-n", str(path)], capture_output=True, text=True, timeout=60).returncode != 0
 
 
-@pytest.mark.parametrize("line,offered", [("portbell wh", "who"), ("portbell ls --ex", "--exposed"), ("portbell config ", "check")])
+@pytest.mark.parametrize("line,offered", [("portbell wh", "who"), ("portbell ls --ex", "--exposed"), ("portbell ls --ex", "--exposure"), ("portbell config ", "check")])
 def test_fish_parses_the_script_and_completes_with_it(tmp_path, line, offered):
     fish = debian_tool("fish", "fish")
     path = script("fish", tmp_path)

@@ -60,6 +60,7 @@ FLOORS = {
     "snapshot": ("model",),
     "rules": ("model", "ports"),
     "words": ("model", "ports"),
+    "process": ("words", "psutil"),  # the stop guard: psutil inside its functions (see the psutil rule)
     "config": ("model", "errors", "addresses", "rules"),
 }
 JOBS = ("samplers", "sinks", "record", "doctor", "autostart")
@@ -67,7 +68,7 @@ TOP = {"__init__", "__main__"}
 
 
 def _allowed(prefixes):
-    return tuple(D + p if not p.startswith("platformdirs") else p for p in prefixes)
+    return tuple(D + p if p in FLOORS else p for p in prefixes)  # else a third party: platformdirs, psutil
 
 
 @pytest.mark.parametrize("floor", sorted(FLOORS))
@@ -148,8 +149,8 @@ def test_the_walk_sees_imports_at_every_depth():
     assert ("portbell.daemon.cli._args", "portbell.daemon.samplers", False) in lazy
 
 
-def test_psutil_only_in_the_samplers_and_the_trays_stop_action():
-    allowed = ("portbell.daemon.samplers", "portbell.tray.process")
+def test_psutil_only_in_the_samplers_and_the_stop_guard():
+    allowed = ("portbell.daemon.samplers", "portbell.daemon.process")
     assert [(n, m) for n, m in _owners("psutil") if not n.startswith(allowed)] == []
 
 

@@ -14,7 +14,7 @@ from portbell.daemon.samplers._owners import OwnerReader
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the /proc reader is Linux only")
 
-FIELDS = ("pid", "uid", "name", "started_at", "exe", "cmdline", "user", "ppid")
+FIELDS = ("pid", "uid", "name", "started_at", "exe", "cmdline", "user", "ppid", "start")
 
 
 def described(pid: int, reader: OwnerReader) -> dict:

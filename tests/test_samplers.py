@@ -213,7 +213,7 @@ def test_unprivileged_view_reports_unknown_owner_with_the_sockets_uid(sockets):
     doc = as_nobody(sample, drop=(s,))
     assert doc["complete"] is False
     li = next(li for li in doc["listeners"] if li["port"] == s.getsockname()[1] and li["transport"] == "tcp")
-    assert li["owners"] == [{"pid": None, "name": None, "exe": None, "cmdline": None, "user": "root", "uid": 0, "ppid": None, "started_at": None, "via": None}]
+    assert li["owners"] == [{"pid": None, "name": None, "exe": None, "cmdline": None, "user": "root", "uid": 0, "ppid": None, "started_at": None, "via": None, "start": None}]
 
 
 # ------------------------------------------------------------------ agreement

@@ -36,7 +36,7 @@ def utc(monkeypatch):
 
 
 def owner(pid=4242, name="python3", uid=1000, user="ana", exe="/usr/bin/python3.11", cmd=("python3", "-m", "http.server", "8000")):
-    return Owner(pid=pid, uid=uid, name=name, started_at=T0, exe=exe, cmdline=cmd, user=user)
+    return Owner(pid=pid, uid=uid, name=name, started_at=T0, exe=exe, cmdline=cmd, user=user, start=777)
 
 
 def li(port, address="0.0.0.0", *owners, transport=Transport.TCP, dual=False):
@@ -188,7 +188,7 @@ def test_stop_is_offered_only_for_own_processes_with_a_known_start():
         assert item.enabled is offered, what
         if offered:
             (confirm,) = item.submenu
-            assert confirm.action == Action("stop", (4242, T0, "python3"))
+            assert confirm.action == Action("stop", (4242, o.start, "python3"))  # the exact start the guard compares
 
 
 def test_addresses_for_the_clipboard_and_the_browser():
@@ -222,7 +222,7 @@ def test_pause_until_tomorrow_means_the_next_local_midnight():
 def test_markup_and_newlines_in_names_stay_text_in_the_menu():
     x = li(8000, "0.0.0.0", owner(name="<b>x</b>\n& y", cmd=("a\tb",)))
     text = menu.as_text(menu.build(view(x), T0))
-    assert "8000 tcp  <b>x</b> & y (4242)  0.0.0.0 >" in text  # GTK labels show text, not markup
+    assert "8000 tcp  <b>x</b>\\n& y (4242)  0.0.0.0 >" in text  # GTK labels show text, not markup; the newline escaped
     assert "command a b" in text
 
 
@@ -398,21 +398,24 @@ def test_no_notification_service_is_logged_once_and_nothing_breaks(caplog):
 
 
 def test_the_guard_refuses_a_reused_pid_init_other_users_and_the_dead():
-    live = guard.Live(pid=500, create_time=T0.timestamp() + 0.4, uid=1000, name="python3")
+    live = guard.Live(pid=500, start=123456, uid=1000, name="python3")
     ok = dict(my_uid=1000, my_pid=1)
-    assert guard.refusal(500, T0, live, **ok) is None
-    reused = guard.Live(pid=500, create_time=T0.timestamp() + 3600, uid=1000, name="bash")
-    assert "another process (bash)" in guard.refusal(500, T0, reused, **ok)
-    assert "kernel or the init system" in guard.refusal(1, T0, live, my_uid=1000, my_pid=99)
-    assert "kernel or the init system" in guard.refusal(0, T0, live, my_uid=1000, my_pid=99)
-    assert "already exited" in guard.refusal(500, T0, None, **ok)
+    assert guard.refusal(500, 123456, live, **ok) is None
+    reused = guard.Live(pid=500, start=123456 + 360000, uid=1000, name="bash")
+    assert "another process (bash)" in guard.refusal(500, 123456, reused, **ok)
+    within_a_tick = guard.Live(pid=500, start=123457, uid=1000, name="bash")  # 10 ms later: another process
+    assert "another process (bash)" in guard.refusal(500, 123456, within_a_tick, **ok)
+    assert "kernel or the init system" in guard.refusal(1, 123456, live, my_uid=1000, my_pid=99)
+    assert "kernel or the init system" in guard.refusal(0, 123456, live, my_uid=1000, my_pid=99)
+    assert "already exited" in guard.refusal(500, 123456, None, **ok)
     assert "start time is unknown" in guard.refusal(500, None, live, **ok)
-    other = guard.Live(pid=500, create_time=T0.timestamp(), uid=0, name="sshd", user="root")
-    assert "belongs to root" in guard.refusal(500, T0, other, **ok)
-    assert "the tray itself" in guard.refusal(500, T0, live, my_uid=1000, my_pid=500)
-    win = guard.Live(pid=500, create_time=T0.timestamp(), uid=None, user="HOST\\ana")
-    assert guard.refusal(500, T0, win, my_uid=None, my_pid=1, my_user="ana") is None
-    assert guard.refusal(500, T0, win, my_uid=None, my_pid=1, my_user="bob") is not None
+    other = guard.Live(pid=500, start=123456, uid=0, name="sshd", user="root")
+    assert "belongs to root" in guard.refusal(500, 123456, other, **ok)
+    assert "the tray itself" in guard.refusal(500, 123456, live, my_uid=1000, my_pid=500)
+    win = guard.Live(pid=500, start=1700000000.25, uid=None, user="HOST\\ana")
+    assert guard.refusal(500, 1700000000.25, win, my_uid=None, my_pid=1, my_user="ana") is None
+    assert guard.refusal(500, 1700000000.25, win, my_uid=None, my_pid=1, my_user="bob") is not None
+    assert guard.refusal(500, 1700000000.5, win, my_uid=None, my_pid=1, my_user="ana") is not None  # exact, not within 1.5 s
 
 
 def _sleeper():
@@ -420,18 +423,20 @@ def _sleeper():
 
 
 def test_stop_process_never_signals_a_process_whose_start_time_differs():
+    from portbell.daemon.process import start_of
     from portbell.tray.process import stop_process
 
     child = _sleeper()
     try:
-        started = datetime.fromtimestamp(psutil.Process(child.pid).create_time(), timezone.utc)
-        title, why = stop_process(child.pid, started - timedelta(seconds=30), "python3")  # as if the pid were reused
+        start = start_of(child.pid)
+        assert start is not None
+        title, why = stop_process(child.pid, start - 1, "python3")  # one tick apart: as if the pid were reused at once
         assert title == "Not stopped" and "another process" in why
         assert child.poll() is None
-        title, why = stop_process(child.pid, started.replace(microsecond=0), "python3")  # as the record keeps it
+        title, why = stop_process(child.pid, start, "python3")  # as the sampler recorded it
         assert title == "Stopping python3" and "SIGTERM" in why
         assert child.wait(10) == -signal.SIGTERM
-        assert stop_process(child.pid, started, "python3")[0] == "Not stopped"  # gone (reaped): nothing to signal
+        assert stop_process(child.pid, start, "python3")[0] == "Not stopped"  # gone (reaped): nothing to signal
     finally:
         if child.poll() is None:
             child.kill()
@@ -439,11 +444,11 @@ def test_stop_process_never_signals_a_process_whose_start_time_differs():
 
 
 def test_stop_process_refuses_pid_1_and_itself():
+    from portbell.daemon.process import start_of
     from portbell.tray.process import stop_process
 
-    assert "init" in stop_process(1, T0, "init")[1]
-    me = psutil.Process(os.getpid())
-    assert "tray itself" in stop_process(os.getpid(), datetime.fromtimestamp(me.create_time(), timezone.utc), "python")[1]
+    assert "init" in stop_process(1, 1, "init")[1]
+    assert "tray itself" in stop_process(os.getpid(), start_of(os.getpid()), "python")[1]
 
 
 # ------------------------------------------------------------------ the tray's own state

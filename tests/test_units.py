@@ -156,7 +156,7 @@ def test_several_processes_of_the_uid_in_the_unit_are_counted_never_guessed(cgro
     li = sample_as_nobody(port)[port]
     assert li["unit"]["name"] == cg.name
     assert li["owners"] == [{"pid": None, "name": None, "exe": None, "cmdline": None, "user": "root", "uid": 0,
-                             "ppid": None, "started_at": None, "via": None}]
+                             "ppid": None, "started_at": None, "via": None, "start": None}]
     assert li["candidates"] == 2
 
 

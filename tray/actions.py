@@ -72,8 +72,8 @@ class Actions:
     def mute(self, li: Listener, choice: str = "always") -> None:
         self._decide("mute", li, choice)
 
-    def stop(self, pid, started_at, name) -> None:
-        self.tell(*stop_process(pid, started_at, name))
+    def stop(self, pid, start, name) -> None:
+        self.tell(*stop_process(pid, start, name))
 
     def pause(self, choice: str) -> None:
         app = self.app

@@ -225,7 +225,7 @@ def stop_item(li: Listener, uid: int | None) -> Item:
         if reason:
             confirm.append(label(f"{text}: {reason}" if owner.pid else text))
         else:
-            confirm.append(Item(text, Action("stop", (owner.pid, owner.started_at, owner.name))))
+            confirm.append(Item(text, Action("stop", (owner.pid, owner.start, owner.name))))
     enabled = any(it.enabled for it in confirm)
     return Item("Stop process", submenu=tuple(confirm) or (label("no process is visible"),), enabled=enabled)
 

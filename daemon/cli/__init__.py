@@ -18,6 +18,7 @@ from importlib import import_module
 
 from .. import __version__
 from ..errors import PortbellError, SampleError, UsageError
+from ._args import common_options
 
 # The modules that define the commands, in the order `portbell --help` lists them ("" is this
 # module: the tray), and the command each defines: `main` imports only the module of the command
@@ -25,6 +26,7 @@ from ..errors import PortbellError, SampleError, UsageError
 # holds this table to the parser).
 GROUPS = {
     "listeners": ("ls", "who", "watch"),
+    "stop": ("stop",),
     "doctor": ("doctor",),
     "daemon": ("daemon",),
     "record": ("events", "history", "status", "trust", "mute", "forget"),
@@ -46,6 +48,13 @@ def cmd_tray(args) -> int:
     from ...tray.app import run  # the daemon's only import of the tray: lazy, so other commands load no GUI toolkit
 
     return run(verbose=args.verbose)
+
+
+MAIN_JOB = (
+    "With no command, portbell runs its main job: the tray when there is a desktop (it starts the "
+    "daemon); otherwise the daemon in the foreground, printing events as they happen, or, when a "
+    "daemon already runs, its record followed live (`events --since 10m --follow`)."
+)
 
 
 _COLUMNS: list[int] = []
@@ -85,10 +94,14 @@ class _Only:
 
 
 class _Skipped:
-    """A command's parser that is not built: every call is taken and dropped."""
+    """A command's parser that is not built: every call is taken and dropped; false, so that a
+    definition can skip what it would import for nothing (`if not p: return`)."""
 
     def __getattr__(self, _name):
         return lambda *a, **k: self
+
+    def __bool__(self) -> bool:
+        return False
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -96,11 +109,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="portbell",
         description="Rings when something on your machine starts listening on a port.",
-        epilog="With no command, portbell runs its main job: it watches and prints events as they happen.",
+        epilog=MAIN_JOB,
         formatter_class=_Formatter,
     )
-    parser.add_argument("--version", action="version", version=f"portbell {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"portbell {__version__}", help="print the version and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more (to stderr)")
+    parser.add_argument("--color", "--colour", dest="color", choices=("auto", "always", "never"), default="auto",
+                        help="colour the text: auto (on a terminal, unless NO_COLOR is set), always, never")
     sub = _Only(parser.add_subparsers(dest="command", metavar="COMMAND"), only)
 
     for name in GROUPS if only is None else (MODULE_OF[only],):
@@ -111,15 +126,22 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         (getattr(module, "add_parsers", None) or module.add_parser)(sub)
     if not sub.found:
         return None
+    for command in sub.sub.choices.values():  # -v and --color after the command too: `portbell ls -v`
+        common_options(command)
     return parser
 
 
 def _command(argv: Sequence[str]) -> str | None:
     """The command word, when nothing before it asks for the whole parser (help, version)."""
+    value = False  # the next word is --color's value
     for arg in argv:
-        if arg in ("-h", "--help", "--version"):
+        if value:
+            value = False
+        elif arg in ("-h", "--help", "-V", "--version"):
             return None
-        if not arg.startswith("-"):
+        elif arg in ("--color", "--colour"):
+            value = True
+        elif not arg.startswith("-"):
             return arg
     return None
 

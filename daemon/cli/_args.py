@@ -102,6 +102,45 @@ def duration(text: str):
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+# ------------------------------------------------------------------ options every command takes
+
+
+def common_options(p) -> None:
+    """`-v` and `--color`, after the command too: defaults suppressed so the main parser's stand."""
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log more (to stderr)")
+    p.add_argument(
+        "--color", "--colour", dest="color", choices=("auto", "always", "never"), default=argparse.SUPPRESS,
+        help="colour the text: auto (on a terminal, unless NO_COLOR is set), always, never",
+    )
+
+
+def colour(args, stream=None) -> bool:
+    """Whether text output is coloured: `--color always` forces it, `never` and NO_COLOR turn it off,
+    otherwise only on a terminal that is not dumb."""
+    import sys
+
+    choice = getattr(args, "color", "auto") or "auto"
+    if choice != "auto":
+        return choice == "always"
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    stream = stream or sys.stdout
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
+# ------------------------------------------------------------------ filters of ls and watch
+
+
+def port_list(text: str) -> tuple[tuple[int, int], ...]:
+    """An argparse type: `8000`, `8000,8080`, `8000-8100` (by addresses.parse_ports)."""
+    from ..addresses import parse_ports
+
+    try:
+        return tuple(parse_ports(part.strip()) for part in text.split(","))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def user(text: str) -> str:
     """An argparse type: a user of this machine, by name or uid (kept as the name owners carry)."""
     try:
@@ -112,3 +151,47 @@ def user(text: str) -> str:
         return pwd.getpwuid(int(text)).pw_name if text.isdigit() else pwd.getpwnam(text).pw_name
     except (KeyError, OverflowError):
         raise argparse.ArgumentTypeError(f"no user {text!r} on this machine (see `getent passwd`)") from None
+
+
+def filter_options(p) -> None:
+    from ..model import Exposure
+
+    p.add_argument("--port", type=port_list, metavar="P[,Q|P-Q]", help="only these ports: 8000, 8000,8080 or 8000-8100")
+    p.add_argument("--process", metavar="NAME", help="only listeners of this program: its name, or its exe's full path")
+    p.add_argument("--user", metavar="USER", help="only listeners of this user (a name or a uid)")
+    p.add_argument("--exposure", action="append", choices=[e.value for e in Exposure], help="only this exposure (repeat for several)")
+    p.add_argument("--unit", metavar="GLOB", help="only listeners of a unit: cups.service, 'app-*', a container's name")
+
+
+def program_matches(owner, text: str) -> bool:
+    """`--process`: the program's name, or its exe's exact path (a path has a slash); never a substring."""
+    return owner.exe == text if ("/" in text or "\\" in text) else owner.name == text
+
+
+def listener_filter(args):
+    """A predicate on listeners from the filter options (and --tcp/--udp, --exposed) a command has."""
+    transport = transport_filter(args)
+    ports = getattr(args, "port", None)
+    process, user = getattr(args, "process", None), getattr(args, "user", None)
+    exposures = set(getattr(args, "exposure", None) or ())
+    unit, exposed = getattr(args, "unit", None), getattr(args, "exposed", False)
+    if unit is not None:  # only then: ls and watch without --unit need neither (tests/test_imports.py)
+        import fnmatch
+
+        from ..rules import unit_names
+
+    def user_matches(owner) -> bool:
+        return owner.user == user or (user.isdigit() and owner.uid == int(user))
+
+    def wanted(li) -> bool:
+        return (
+            (transport is None or li.transport is transport)
+            and (not exposed or li.exposure.exposed)
+            and (not ports or any(low <= li.port <= high for low, high in ports))
+            and (not exposures or str(li.exposure) in exposures)
+            and (process is None or any(program_matches(o, process) for o in li.owners))
+            and (user is None or any(user_matches(o) for o in li.owners))
+            and (unit is None or any(fnmatch.fnmatchcase(n, unit) for n in unit_names(li)))
+        )
+
+    return wanted

@@ -84,7 +84,7 @@ def cmd_autostart(args) -> int:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("autostart", help="run at login: enable, disable, status")
-    p.add_argument("action", choices=("enable", "disable", "status"))
+    p.add_argument("action", choices=("enable", "disable", "status"), help="enable: start at login; disable: no more; status: what is set up")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--daemon", dest="which", action="store_const", const="daemon", help="the daemon only")
     group.add_argument("--tray", dest="which", action="store_const", const="tray", help="the tray only")

@@ -16,5 +16,5 @@ def cmd_completion(args) -> int:
 def add_parser(sub) -> None:
     how = "; ".join(f"{shell}: {load}" for shell, load in LOAD.items())
     p = sub.add_parser("completion", help="print a shell completion script: bash, zsh or fish", description=f"Prints the completion script for a shell. {how}.")
-    p.add_argument("shell", choices=tuple(LOAD))
+    p.add_argument("shell", choices=tuple(LOAD), help="the shell to complete for")
     p.set_defaults(func=cmd_completion)

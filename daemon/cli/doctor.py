@@ -19,7 +19,7 @@ def add_parser(sub) -> None:
         "maps to on this machine, compares with the listeners, and explains each finding with its fix. "
         "Exit 0 when a connection would succeed, 1 when it would not, 2 for bad input.",
     )
-    p.add_argument("target", metavar="[HOST:]PORT")
+    p.add_argument("target", metavar="[HOST:]PORT", help="8000, localhost:8000, 192.168.1.5:8000, [::1]:8000 or a URL")
     p.add_argument("--json", action="store_true", help="one JSON document (version 1)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--tcp", action="store_true", help="ask about TCP (the default)")

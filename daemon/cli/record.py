@@ -3,35 +3,32 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from dataclasses import replace
 from datetime import datetime, timezone
 
-from .. import words
+from .. import paths, words
 from ..errors import PortbellError, UsageError
 from ..model import SCHEMA_VERSION, Exposure, Transport, iso
 from ..when import parse_since
-from ._args import count, duration, pid, port, row_id, user
+from ._args import colour, count, duration, pid, port, row_id, user
 
 
 def _reader():
-    from .. import paths
     from ..record import Store
 
     return Store.open(paths.database(), readonly=True)
 
 
 def _writer():
-    from .. import paths
     from ..record import Store
 
     return Store.open(paths.database())
 
 
 def cmd_events(args) -> int:
-    import signal
-    import threading
-
     now = datetime.now(timezone.utc)
     try:
         since = parse_since(args.since, now) if args.since else None
@@ -43,13 +40,18 @@ def cmd_events(args) -> int:
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         print("portbell: following the daemon's record (Ctrl-C stops).", file=sys.stderr, flush=True)
     store = _reader()
+    painted = colour(args)
     try:
         records = store.events(since=since, port=args.port, process=args.process, alerts_only=args.alerts, limit=args.limit)
+        # The date on every line as soon as one line is not from today (local time).
+        dated = not words.all_today((r.event.at for r in records), now)
         for rec in records:
-            _print_record(rec, args.json)
+            _print_record(rec, args.json, dated, painted)
         if not args.follow:
-            if not records and not args.json:
-                print("No events" + (" in that time" if since else "") + ".", file=sys.stderr)
+            if not records:
+                if not args.json:
+                    print("No events" + (" in that time" if since else " in the record") + ".", file=sys.stderr)
+                return 1  # as `history`: a clean "no"
             return 0
         last = records[-1].id if records else store.last_id()
         version = store.data_version()
@@ -58,15 +60,16 @@ def cmd_events(args) -> int:
                 continue  # nothing committed since: one cheap pragma per tick
             version = store.data_version()
             for rec in store.events(after_id=last, port=args.port, process=args.process, alerts_only=args.alerts):
-                _print_record(rec, args.json)
+                dated = dated or not words.all_today([rec.event.at], now)  # past midnight: dates from then on
+                _print_record(rec, args.json, dated, painted)
                 last = rec.id
     finally:
         store.close()
     return 0
 
 
-def _print_record(rec, as_json: bool) -> None:
-    print(json.dumps(rec.to_dict()) if as_json else words.record_line(rec), flush=True)
+def _print_record(rec, as_json: bool, dated: bool = False, painted: bool = False) -> None:
+    print(json.dumps(rec.to_dict()) if as_json else words.record_line(rec, dated=dated, colour=painted), flush=True)
 
 
 def cmd_history(args) -> int:
@@ -96,7 +99,7 @@ def cmd_history(args) -> int:
         return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
     rows = [
-        [str(h.listener.transport), h.listener.endpoint, ", ".join(words.owner_tag(o) for o in h.listener.owners),
+        [str(h.listener.transport), h.listener.endpoint, words.owners_list(h.listener),
          when(h.opened_at, False), when(h.closed_at, True)]
         for h in holdings
     ]
@@ -105,7 +108,6 @@ def cmd_history(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from .. import paths
     from ..service import InstanceLock
     from ..errors import StoreError
 
@@ -122,8 +124,10 @@ def cmd_status(args) -> int:
     else:
         note = None
     running = pid is not None
+    sampled = _last_sample(info) if running else None
     if args.json:
-        print(json.dumps({"version": SCHEMA_VERSION, "running": running, "pid": pid, "daemon": info, "counts": counts, "database": str(paths.database())}))
+        print(json.dumps({"version": SCHEMA_VERSION, "running": running, "pid": pid, "daemon": info, "counts": counts,
+                          "last_sample_at": iso(sampled), "database": str(paths.database())}))
         return 0 if running else 1
     if not running:
         print("The portbell daemon is not running. Start it with `portbell daemon` (or `portbell autostart enable`).")
@@ -136,10 +140,11 @@ def cmd_status(args) -> int:
     if info and info.get("pid") == pid:
         started = datetime.fromisoformat(info["started_at"])
         print(f"  since        {words.since(started)}")
-        last = info.get("last_sample_at")
-        print(f"  last sample  {words.since(datetime.fromisoformat(last)) if last else 'none yet'} (every {info.get('interval_s'):g}s, heartbeat every 15s)")
+        print(f"  last sample  {words.since(sampled) if sampled else 'none yet'} (every {info.get('interval_s'):g}s)")
         view = "complete" if info.get("complete") else "partial: " + words.partial_view(bool(info.get("root")))
         print(f"  sampler      {info.get('sampler')}, view {view}")
+        for note in info.get("notes") or ():
+            print(f"  note         {words.printable(str(note))}")
         if info.get("failures"):
             print(f"  failing      the last {info['failures']} samples failed")
     if counts:
@@ -148,6 +153,21 @@ def cmd_status(args) -> int:
             f"{words.plural(counts['alerts'], 'alert')} ({paths.database()})"
         )
     return 0
+
+
+def _last_sample(info: dict | None) -> datetime | None:
+    """When the running daemon last sampled: the instance lock's mtime, which it stamps after every
+    sample, else the last sample its heartbeat recorded."""
+    import os
+
+    recorded = info.get("last_sample_at") if info else None
+    moments = [datetime.fromisoformat(recorded)] if recorded else []
+    if info and info.get("last_sample_at"):
+        try:
+            moments.append(datetime.fromtimestamp(os.stat(paths.lock_file()).st_mtime, timezone.utc))
+        except OSError:
+            pass
+    return max(moments) if moments else None
 
 
 def _rule_from_args(args, action: str):
@@ -187,41 +207,63 @@ def _rule_from_args(args, action: str):
         exposures=tuple(Exposure(e) for e in args.exposure) if args.exposure else None,
         transport=Transport(args.transport) if args.transport else None,
         user=args.user,
+        unit=args.unit,
         until=until,
         pid=pid,
         started_at=started,
         source="cli",
     )
-    if (program, ports, rule.exposures, rule.transport, rule.user, pid) == (None,) * 6:
+    if (program, ports, rule.exposures, rule.transport, rule.user, rule.unit, pid) == (None,) * 7:
         raise UsageError(f"say what to {action}: a port (8000 or 8000-8100), a program (node, /usr/bin/python3*), or options")
     return rule
 
 
 def cmd_decide(args) -> int:
     action = args.command
-    nothing = not any([args.target, args.program, args.port, args.exposure, args.transport, args.user, args.until_exit])
-    if nothing:  # list
-        try:
-            store = _reader()
-        except PortbellError as err:
-            print(f"No decisions yet ({err}).")
-            return 0
-        try:
-            rules = store.decisions()
-        finally:
-            store.close()
-        if not rules:
-            print("No decisions yet. Trust a listener with `portbell trust 8000` or `portbell trust node`.")
-        for rule in rules:
-            print(f"{rule.id:>4}  {rule.describe()}  [{rule.source}]")
-        return 0
+    nothing = not any([args.target, args.program, args.port, args.exposure, args.transport, args.user, args.unit, args.until_exit])
+    if nothing:
+        return _list_rules(args)
     rule = _rule_from_args(args, action)
     store = _writer()
     try:
         rule_id = store.add_decision(rule)
     finally:
         store.close()
-    print(f"{action}ed: {replace(rule, id=rule_id).describe()}. Undo with `portbell forget {rule_id}`.")
+    done = {"trust": "trusted", "mute": "muted"}[action]
+    print(f"{done}: {replace(rule, id=rule_id).describe()}. Undo with `portbell forget {rule_id}`.")
+    return 0
+
+
+def _list_rules(args) -> int:
+    """The decisions in the record, then the config file's rules; expired ones marked."""
+    from .. import config as configmod
+    from .config import config_path
+
+    now = datetime.now(timezone.utc)
+    decisions, note = (), None
+    try:
+        store = _reader()
+        try:
+            decisions = store.decisions()
+        finally:
+            store.close()
+    except PortbellError as err:
+        note = str(err)
+    path = config_path(args)
+    configured = configmod.load(path).rules if path.exists() else ()
+
+    def line(label: str, rule) -> str:
+        expired = "" if rule.active(now) else "  (expired)"
+        return words.printable(f"{label:>6}  {rule.describe()}  [{rule.source}]{expired}")
+
+    for rule in decisions:
+        print(line(str(rule.id), rule))
+    for n, rule in enumerate(configured, 1):
+        print(line(f"c{n}", rule))
+    if not decisions and not configured:
+        print("No decisions yet" + (f" ({note})" if note else "") + ". Trust a listener with `portbell trust 8000` or `portbell trust node`.")
+    elif configured:
+        print(f"(c1... are the rules of {path}; edit that file to change them)")
     return 0
 
 
@@ -243,8 +285,8 @@ def cmd_forget(args) -> int:
 def add_parsers(sub) -> None:
     p = sub.add_parser("events", help="the history of listeners opening, closing and changing")
     p.add_argument("--since", metavar="WHEN", help="1h, 2d, or a time like 2026-11-26T09:00")
-    p.add_argument("--port", type=port)
-    p.add_argument("--process", metavar="NAME", help="only events of this process name or exe")
+    p.add_argument("--port", type=port, help="only events of this port")
+    p.add_argument("--process", metavar="NAME", help="only events of this program: its name, or its exe's full path")
     p.add_argument("--alerts", action="store_true", help="only events the policy alerted on")
     p.add_argument("--limit", type=count, metavar="N", help="at most the N newest")
     p.add_argument("--json", action="store_true", help="one JSON object per line (version 1)")
@@ -252,29 +294,31 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=cmd_events)
 
     p = sub.add_parser("history", help="who held a port, from when to when")
-    p.add_argument("port", type=port)
+    p.add_argument("port", type=port, help="the port")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--tcp", action="store_true")
-    group.add_argument("--udp", action="store_true")
-    p.add_argument("--json", action="store_true")
+    group.add_argument("--tcp", action="store_true", help="TCP only")
+    group.add_argument("--udp", action="store_true", help="UDP only")
+    p.add_argument("--json", action="store_true", help="one JSON document (version 1)")
     p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("status", help="is the daemon running, since when, what it sees")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="one JSON document (version 1)")
     p.set_defaults(func=cmd_status)
 
     for action, text in (("trust", "never alert about matching listeners: they are expected"), ("mute", "stop alerts about matching listeners")):
         p = sub.add_parser(action, help=f"{text} (no arguments: list the decisions)")
         p.add_argument("target", nargs="?", metavar="PORT|PROGRAM", help="8000, 8000-8100, node, /usr/bin/python3*")
-        p.add_argument("--program", metavar="GLOB")
-        p.add_argument("--port", metavar="P|LOW-HIGH")
-        p.add_argument("--exposure", action="append", choices=[e.value for e in Exposure])
-        p.add_argument("--transport", choices=("tcp", "udp"))
-        p.add_argument("--user", type=user, help="a user of this machine, by name or uid")
+        p.add_argument("--program", metavar="GLOB", help="a program: its name (node) or exe path glob (/usr/bin/python3*)")
+        p.add_argument("--port", metavar="P|LOW-HIGH", help="a port or a range: 8000, 8000-8100")
+        p.add_argument("--exposure", action="append", choices=[e.value for e in Exposure], help="only at this exposure (repeat for several)")
+        p.add_argument("--transport", choices=("tcp", "udp"), help="only this transport")
+        p.add_argument("--user", type=user, help="only listeners of this user (a user of this machine, by name or uid)")
+        p.add_argument("--unit", metavar="GLOB", help="a unit: cups.service, 'app-*', a container's name")
+        p.add_argument("--config", metavar="PATH", help="the configuration whose rules are listed too (default: `portbell config path`)")
         p.add_argument("--for", dest="duration", type=duration, metavar="DURATION", help="expire after 30m, 8h, 1d...")
         p.add_argument("--until-exit", type=pid, metavar="PID", help="only while this process lives")
         p.set_defaults(func=cmd_decide)
 
     p = sub.add_parser("forget", help="remove decisions by id (see `portbell trust`)")
-    p.add_argument("ids", type=row_id, nargs="+", metavar="ID")
+    p.add_argument("ids", type=row_id, nargs="+", metavar="ID", help="the ids `portbell trust` lists")
     p.set_defaults(func=cmd_forget)

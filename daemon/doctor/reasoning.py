@@ -143,7 +143,7 @@ def diagnose(
             findings.append(
                 Finding(
                     Code.OTHER_ADDRESS,
-                    f"It listens on port {port} only at {where}, which is not {names}: a connection to {target.name} is refused.",
+                    f"It listens on port {port} at {where}, which does not serve {names}: a connection to {target.name} is refused.",
                     f"connect to {instead} instead, or {how}",
                 )
             )
@@ -181,7 +181,7 @@ def diagnose(
                     "run the check again; if this stays, look for redirecting rules (`nft list ruleset`, `iptables -t nat -S`)",
                 )
             )
-    if not reachable:
+    if not reachable and not same:  # the port itself listens (elsewhere): "nothing serves it" would be false
         near = _nearby(everything, asked, port)
         if near:
             findings.append(near)
@@ -265,8 +265,15 @@ def _family_mismatch(target: Target, serving: dict[str, list[Listener]]) -> list
             who = "which clients try first" if first == 4 else "which clients try when IPv6 fails"
         shown, more = f"[{good_addr}]", f"start the server with --host {bad_addr} (or make it listen on {bad_addr} as well)"
     family = f"IPv{good}"
+    # Say what is bound, as the kernel has it: a wildcard is every address of its family, never "only" one.
+    bound = sorted({li.address for a in by_family[good] for li in serving[a]})
+    wildcard = [b for b in bound if parse_address(b).is_unspecified]
+    if wildcard:
+        at = f"every {family} address ({words.join(wildcard)}) but on no IPv{bad} address"
+    else:
+        at = f"{words.join(by_family[good])} only ({family})"
     sentence = (
-        f"It listens on {words.join(by_family[good])} only ({family}), while `{name}` also means {words.join(by_family[bad])}, {who}: "
+        f"It listens on {at}, while `{name}` also means {words.join(by_family[bad])}, {who}: "
         f"a client that does not fall back to {family} {fails}."
     )
     fix = f"{verb} {shown} instead of {name}{url}, or {more}"

@@ -13,7 +13,7 @@ from typing import Iterable
 from ..errors import ForeignFile, StoreError
 
 APPLICATION_ID = 0x70626C6C  # "pbll": marks the file as portbell's
-SCHEMA = 1
+SCHEMA = 2
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -46,6 +46,10 @@ MIGRATIONS: dict[int, str] = {
         program TEXT, port_low INTEGER, port_high INTEGER, exposures TEXT, transport TEXT, user TEXT,
         until REAL, pid INTEGER, started_at TEXT,
         source TEXT NOT NULL, created_at REAL NOT NULL);
+    """,
+    # `trust --unit` / `mute --unit`: a decision on a unit glob (without it, one would be kept as "everything")
+    2: """
+    ALTER TABLE decisions ADD COLUMN unit TEXT;
     """,
 }
 

@@ -231,9 +231,13 @@ class Store:
         if port is not None:
             sql += " AND port = ?"
             args.append(port)
-        if process is not None:
-            sql += " AND (' ' || names || ' ' LIKE ? OR program LIKE ?)"
-            args += [f"% {process} %", f"%{process}%"]
+        if process is not None:  # the program's name, or its exe's exact path; never a substring
+            if "/" in process or "\\" in process:
+                sql += " AND program = ?"
+                args.append(process)
+            else:
+                sql += " AND instr(' ' || names || ' ', ?) > 0"
+                args.append(f" {process} ")
         if alerts_only:
             sql += " AND alert = 1"
         sql += " ORDER BY id"
@@ -309,14 +313,14 @@ class Store:
         with self._transaction():
             cur = self.conn.execute(
                 "INSERT INTO decisions (action, program, port_low, port_high, exposures, transport, user, until, pid,"
-                " started_at, source, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                " started_at, source, created_at, unit) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     rule.action, rule.program,
                     rule.ports[0] if rule.ports else None, rule.ports[1] if rule.ports else None,
                     ",".join(rule.exposures) if rule.exposures else None,
                     str(rule.transport) if rule.transport else None, rule.user,
                     _ts(rule.until) if rule.until else None, rule.pid, iso(rule.started_at),
-                    rule.source, time.time(),
+                    rule.source, time.time(), rule.unit,
                 ),
             )
         return cur.lastrowid
@@ -327,7 +331,7 @@ class Store:
 
     def decisions(self) -> tuple[Rule, ...]:
         rows = self.conn.execute(
-            "SELECT id, action, program, port_low, port_high, exposures, transport, user, until, pid, started_at, source"
+            "SELECT id, action, program, port_low, port_high, exposures, transport, user, until, pid, started_at, source, unit"
             " FROM decisions ORDER BY id"
         ).fetchall()
         return tuple(
@@ -338,11 +342,12 @@ class Store:
                 exposures=tuple(Exposure(e) for e in exposures.split(",")) if exposures else None,
                 transport=Transport(transport) if transport else None,
                 user=user,
+                unit=unit,
                 until=_dt(until),
                 pid=pid,
                 started_at=parse_iso(started_at),
                 id=rid,
                 source=source,
             )
-            for rid, action, program, low, high, exposures, transport, user, until, pid, started_at, source in rows
+            for rid, action, program, low, high, exposures, transport, user, until, pid, started_at, source, unit in rows
         )

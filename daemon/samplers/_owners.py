@@ -69,9 +69,9 @@ class OwnerReader:
         """The owner for a pid, or None when the process is gone."""
         return self._read_proc(pid) if self._root is not None else self._read_psutil(pid)
 
-    def _cached(self, pid: int, started: datetime) -> Owner | None:
+    def _cached(self, pid: int, started: datetime, start: int | float | None) -> Owner | None:
         cached = self._cache.get(pid)
-        return cached if cached is not None and cached.started_at == started else None
+        return cached if cached is not None and (cached.started_at, cached.start) == (started, start) else None
 
     def _read_proc(self, pid: int) -> Owner | None:
         base = f"{self._root}/{pid}"
@@ -80,8 +80,9 @@ class OwnerReader:
                 stat = f.read()
             close = stat.rfind(b")")
             fields = stat[close + 2 :].split()
-            started = datetime.fromtimestamp(int(int(fields[19]) / _CLOCK_TICKS + self._boot_time()), timezone.utc)
-            cached = self._cached(pid, started)
+            start = int(fields[19])  # exact, in clock ticks since boot: the stop guard compares it
+            started = datetime.fromtimestamp(int(start / _CLOCK_TICKS + self._boot_time()), timezone.utc)
+            cached = self._cached(pid, started, start)
             if cached is not None:
                 return cached
             with open(f"{base}/status", "rb") as f:
@@ -94,17 +95,7 @@ class OwnerReader:
         cmdline = _cmdline(base)
         if len(name) >= 15 and cmdline and os.path.basename(cmdline[0]).startswith(name):
             name = os.path.basename(cmdline[0])  # the kernel keeps 15 bytes of it
-        owner = Owner(
-            pid=pid,
-            uid=uid,
-            name=name or None,
-            started_at=started,
-            exe=_exe(base),
-            cmdline=cmdline,
-            user=user_name(uid),
-            ppid=ppid,
-        )
-        self._cache[pid] = owner
+        owner = self._cache[pid] = _owner(pid, uid, name, started, _exe(base), cmdline, ppid, start)
         return owner
 
     def _boot_time(self) -> float:
@@ -115,6 +106,8 @@ class OwnerReader:
 
     def _read_psutil(self, pid: int) -> Owner | None:
         import psutil
+
+        from ..process import start_of
 
         def _denied(call):
             try:
@@ -128,22 +121,13 @@ class OwnerReader:
                 # Whole seconds: the JSON shape and the record keep seconds, and an owner
                 # read back from the record must equal the same owner sampled live.
                 started = datetime.fromtimestamp(int(proc.create_time()), timezone.utc)
-                cached = self._cached(pid, started)
+                start = start_of(pid, proc)  # exact: the stop guard compares it
+                cached = self._cached(pid, started, start)
                 if cached is not None:
                     return cached
                 uids = _denied(proc.uids)
                 uid = uids.real if uids is not None else None
-                cmdline = _denied(proc.cmdline)
-                owner = Owner(
-                    pid=pid,
-                    uid=uid,
-                    name=_denied(proc.name) or None,
-                    started_at=started,
-                    exe=_denied(proc.exe) or None,
-                    cmdline=tuple(cmdline) if cmdline else None,
-                    user=user_name(uid),
-                    ppid=_denied(proc.ppid),
-                )
+                owner = _owner(pid, uid, _denied(proc.name), started, _denied(proc.exe), _denied(proc.cmdline), _denied(proc.ppid), start)
         except psutil.NoSuchProcess:
             self._cache.pop(pid, None)
             return None
@@ -154,6 +138,12 @@ class OwnerReader:
 
     def __len__(self) -> int:
         return len(self._cache)
+
+
+def _owner(pid, uid, name, started, exe, cmdline, ppid, start) -> Owner:
+    """One owner, the same way from either reader: what is empty is unknown (None)."""
+    return Owner(pid=pid, uid=uid, name=name or None, started_at=started, exe=exe or None,
+                 cmdline=tuple(cmdline) if cmdline else None, user=user_name(uid), ppid=ppid, start=start)
 
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100

@@ -175,6 +175,7 @@ class Daemon:
             "interval_s": self.config.interval_s,
             "failures": self.monitor.failures,
             "config": str(self.config_path) if self.config_path else None,
+            "notes": list(getattr(self.sampler, "notes", None) or ()),  # what the view is missing, for status
         }
         try:
             self.store.heartbeat(info)
