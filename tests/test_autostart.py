@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import plistlib
+import shutil
 import subprocess
 from pathlib import Path, PureWindowsPath
 
@@ -68,6 +69,9 @@ class Manager:
         return [" ".join(a for a in c[1:] if a != "--user") for c in self.calls if "is-system-running" not in c]
 
 
+ICONS = [f".local/share/icons/hicolor/{n}x{n}/apps/portbell.png" for n in (16, 32, 48, 64, 128, 256)]
+
+
 def linux(manager=None) -> _autostart_linux.Backend:
     return _autostart_linux.Backend(PROGRAM, run=manager or Manager())
 
@@ -81,11 +85,13 @@ def test_enable_status_disable_round_trip_leaves_no_file_behind(home):
     unit = home / ".config" / "systemd" / "user" / "portbell.service"
     entry = home / ".config" / "autostart" / "portbell-tray.desktop"
     assert written == [unit, entry]
-    assert left_behind(home) == [
+    assert left_behind(home) == sorted([
         ".config/autostart/portbell-tray.desktop",
         ".config/systemd/user/default.target.wants/portbell.service",
         ".config/systemd/user/portbell.service",
-    ]
+        *ICONS,  # Icon=portbell: the hicolor theme, not a path into one Python's site-packages
+    ])
+    assert "\nIcon=portbell\n" in entry.read_text()
     assert os.readlink(unit.parent / "default.target.wants" / "portbell.service") == str(unit)
     assert 'ExecStart="/opt/portbell venv/bin/portbell" daemon' in unit.read_text()
     assert 'Exec="/opt/portbell venv/bin/portbell" tray' in entry.read_text()
@@ -131,7 +137,7 @@ def test_disable_refuses_a_file_edited_after_portbell_wrote_it(home):
         autostart.disable("all", backend)
     assert entry.read_text() == edited  # left exactly as it was
     assert caught.value.done == [home / ".config" / "systemd" / "user" / "portbell.service"]  # the untouched one went
-    assert left_behind(home) == [".config/autostart/portbell-tray.desktop"]
+    assert left_behind(home) == sorted([".config/autostart/portbell-tray.desktop", *ICONS])
     (tray,) = autostart.status("tray", backend)
     assert tray.foreign and not tray.installed
 
@@ -307,7 +313,7 @@ def test_print_with_status_is_bad_usage(home):
 
 def test_one_entry_at_a_time(home):
     assert run_cli("enable", "--tray", home=home).returncode == 0
-    assert left_behind(home) == [".config/autostart/portbell-tray.desktop"]
+    assert left_behind(home) == sorted([".config/autostart/portbell-tray.desktop", *ICONS])
     assert run_cli("status", "--tray", home=home).returncode == 0
     assert run_cli("status", "--daemon", home=home).returncode == 1
     assert run_cli("disable", "--tray", home=home).returncode == 0
@@ -445,3 +451,18 @@ def test_the_facade_picks_the_platform_in_one_place(monkeypatch):
     assert data.endswith(" tray") and data.startswith('"') and kind == reg.REG_SZ
     autostart.disable("tray")
     assert reg.run_values() == {}
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze (Debian: systemd)")
+@pytest.mark.parametrize("folder", ["o'brien", 'say "hi"', "back\\slash", "two words"])
+def test_systemd_accepts_the_unit_of_a_program_whose_path_has_quotes_or_spaces(tmp_path, folder):
+    from portbell.daemon.autostart._common import render, systemd_command
+
+    exe = tmp_path / folder / "bin" / "portbell"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\nexit 0\n")
+    exe.chmod(0o755)
+    unit = tmp_path / "portbell.service"
+    unit.write_text(render("linux/portbell.service", exec=systemd_command([str(exe)])))
+    done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert "special characters" not in done.stderr and "bad unit file setting" not in done.stderr, done.stderr

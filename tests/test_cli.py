@@ -185,3 +185,17 @@ def test_portbell_alone_picks_the_tray_on_a_desktop_and_the_daemon_without(monke
     assert cli._main_job(False) == ["tray"]
     monkeypatch.delenv("DISPLAY")
     assert cli._main_job(True) == ["--verbose", "daemon"]
+
+
+def test_windowless_portbellw_writes_what_it_would_print_to_the_user_log_folder(tmp_path):
+    # pythonw has no stderr nor stdout; run the entry as it would, and look for the trace
+    code = (
+        "import sys; sys.stderr = None; sys.stdout = None\n"
+        "from portbell.daemon.cli import main\n"
+        "raise SystemExit(main(['no-such-command']))\n"
+    )
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"), HOME=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    (log,) = (tmp_path / "state").rglob("portbellw.log")
+    assert "invalid choice: 'no-such-command'" in log.read_text()

@@ -162,11 +162,26 @@ def test_the_tray_entry_passes_desktop_file_validate(desktop_file_validate, tmp_
     assert (done.returncode, done.stdout + done.stderr) == (0, "")  # hints and warnings fail too
 
 
-def test_the_tray_entry_starts_the_tray_with_the_packaged_icon():
+def test_the_tray_entry_starts_the_tray_with_the_icon_of_the_theme():
     text = render("tray")
     assert values(text, "Exec") == [f"{_autostart.desktop_command(_autostart.program())} tray"]
-    (icon,) = values(text, "Icon")
-    assert Path(icon).is_file() and Path(icon).name == "portbell-256.png"
+    assert values(text, "Icon") == ["portbell"]  # never a path into one Python version's site-packages
+
+
+def test_enabling_the_tray_installs_the_icon_where_gtk_finds_it_by_name(tmp_path, monkeypatch):
+    gi = pytest.importorskip("gi")
+    from portbell.daemon.autostart import _linux
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    _linux.install_icons()
+    code = (
+        "import gi; gi.require_version('Gtk', '3.0'); from gi.repository import Gtk; t = Gtk.IconTheme.new(); "
+        "info = t.lookup_icon('portbell', 48, 0); print(info.get_filename() if info else 'none')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=dict(os.environ, XDG_DATA_HOME=str(tmp_path / "data")))
+    assert done.stdout.strip() == str(tmp_path / "data" / "icons" / "hicolor" / "48x48" / "apps" / "portbell.png"), done.stdout + done.stderr
+    _linux.remove_icons()
+    assert not list((tmp_path / "data").rglob("*.png"))
 
 
 def test_desktop_quoting_follows_the_exec_key_rules():
@@ -275,6 +290,15 @@ def test_a_wheel_built_from_a_fresh_clone_installs_and_runs(tmp_path):
     shown = subprocess.run([exe, "autostart", "enable", "--all", "--print"], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert f"ExecStart={exe} daemon" in shown.stdout and f"Exec={exe} tray" in shown.stdout
-    (icon,) = values(shown.stdout, "Icon")
-    assert icon.startswith(str(venv)) and Path(icon).is_file()  # the icon ships inside the wheel
+    assert values(shown.stdout, "Icon") == ["portbell"]  # the theme's name, installed by enable
+    assert list((venv / "lib").rglob("portbell/packaging/icons/portbell-256.png"))  # the icons ship inside the wheel
+    assert not (venv / "bin" / "portbellw").exists()  # no windowless launcher on Linux's PATH
     assert not any(home.rglob("*.service")) and not any(home.rglob("*.desktop"))  # --print wrote nothing
+
+
+def test_no_windowless_launcher_lands_on_linuxs_path():
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]
+    assert "gui-scripts" not in project  # gui-scripts install on every system
+    assert list(project["scripts"]) == ["portbell"]

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import psutil
@@ -136,8 +137,10 @@ def test_unseen_alerts_pause_partial_view_and_a_stopped_daemon_show_at_the_top()
         "* 3 new alerts: mark as seen",
         "  The daemon is not running: start it",
         "# Notifications paused until 10:00",
-        "# Partial view: other users' processes are hidden",
+        "# Partial view: other users' processes are hidden; run as root, or the system-wide daemon (packaging/README.md)",
     ])
+    as_root = menu.as_text(menu.build(replace(v, uid=0), T0))
+    assert "# Partial view: some sockets show no process even to root (containers, other namespaces)" in as_root and "run as root" not in as_root
     text = menu.as_text(menu.build(v, T0))
     assert "      Resume now" in text and "  [x] Start at login" in text
     assert menu.tooltip(v, T0) == "portbell: 1 exposed, 0 on this machine only; 3 new alerts; notifications paused until 10:00; the daemon is not running"
@@ -308,14 +311,14 @@ def test_alerts_within_the_coalescing_window_become_one_notification():
     b.add([rec(3, 3002, "node"), rec(4, 8000, "python3"), rec(5, 8001, "python3")], now=101.5)
     n = b.due(102.0)
     assert n.body.splitlines()[0] == "5 new listeners: node x3, python3 x2"
-    assert n.title == "5 new listeners, 5 reachable from other machines"
+    assert n.title == "5 new listeners, 5 exposed"
     assert b.due(200.0) is None
 
 
 def test_a_coalesced_notification_lists_the_most_exposed_first():
     n = alerts.notice([rec(1, 3000, "dev", "127.0.0.1"), rec(2, 3001, "dev", "127.0.0.1"), rec(3, 8000, "web")])
     assert n.body.splitlines()[1].startswith("8000 tcp  web (pid 4003)  0.0.0.0")
-    assert n.title == "3 new listeners, 1 reachable from other machines"
+    assert n.title == "3 new listeners, 1 exposed"
 
 
 def test_thirty_listeners_at_once_are_one_notification():
@@ -323,7 +326,7 @@ def test_thirty_listeners_at_once_are_one_notification():
     b.add([rec(i, 20000 + i, "burst") for i in range(30)], now=0.0)
     n = b.due(2.0)
     assert n.title.startswith("30 new listeners") and "burst x30" in n.body
-    assert len(n.body.splitlines()) == 1 + alerts.MAX_LINES + 1  # names, six listeners, "... and 24 more"
+    assert n.body.splitlines()[1:] == ["20000 tcp  burst (pid 4000)  0.0.0.0  (all-interfaces)", "... and 29 more (Show recent events)"]
 
 
 def test_a_key_in_cooldown_stays_quiet_and_non_alerts_never_ring():
@@ -333,7 +336,7 @@ def test_a_key_in_cooldown_stays_quiet_and_non_alerts_never_ring():
     b.add([rec(2, 8000), rec(3, 9000, alert=False), rec(4, 9001, kind=EventKind.CLOSED)], now=10.0)
     assert b.due(10.0) is None
     b.add([rec(5, 8000)], now=301.0)
-    assert b.due(301.0).title.startswith("New listener on port 8000")
+    assert b.due(301.0).title == "8000 python3: exposed"
 
 
 def test_a_process_named_a_poll_later_makes_one_notification_that_names_it():
@@ -344,13 +347,13 @@ def test_a_process_named_a_poll_later_makes_one_notification_that_names_it():
     b.add([nameless], now=0.0)
     b.add([changed], now=0.5)
     n = b.due(2.0)
-    assert n.title == "New listener on port 8000: reachable from other machines"
+    assert n.title == "8000 node: exposed"
     assert n.body.startswith("node (pid 77) is now listening on 0.0.0.0:8000")
     # after the cooldown started: the same program stays quiet, another program on the key is news
     b.add([Recorded(3, Event(EventKind.OPENED, T0, named), True, "again")], now=10.0)
     assert b.due(20.0) is None
     b.add([Recorded(4, Event(EventKind.CHANGED, T0, li(8000, "0.0.0.0", owner(pid=90, name="nginx", exe="/usr/sbin/nginx")), named), True, "x")], now=30.0)
-    assert b.due(40.0).title == "Port 8000: another program listens: reachable from other machines"
+    assert b.due(40.0).title == "8000 nginx: new owner"
 
 
 def test_nothing_is_queued_while_paused():
@@ -361,14 +364,28 @@ def test_nothing_is_queued_while_paused():
 
 def test_one_notification_names_program_pid_address_and_exposure():
     n = alerts.notice([rec(1, 8000, pid=4242, cmd=("python3", "app.py"))])
-    assert n.title == "New listener on port 8000: reachable from other machines"
+    assert n.title == "8000 python3: exposed" and n.listener is not None
     assert n.body == "python3 (pid 4242) is now listening on 0.0.0.0:8000 (tcp), reachable from other machines.\npython3 app.py"
     assert n.exposed
 
 
+def test_the_title_leads_with_port_and_program_in_40_characters_and_the_body_has_3_lines():
+    script = ("python3", "-c", "import socket\nsocket.create_server(('0.0.0.0', 8000))\ninput()\n" + "x = 1\n" * 40)
+    n = alerts.notice([rec(1, 8000, name="a-very-long-program-name-indeed", cmd=script)])
+    assert n.title == "8000 a-very-long-...: exposed"
+    lines = n.body.splitlines()
+    assert len(lines) == 2 and lines[1] == "python3 -c import socket ..."
+    quiet = alerts.notice([rec(1, 5432, name="postgres", address="127.0.0.1")])
+    assert quiet.title == "5432 postgres: new listener" and not quiet.exposed
+    moved = Recorded(2, Event(EventKind.CHANGED, T0, li(8000, "0.0.0.0"), li(8000, "127.0.0.1")), True, "x")
+    assert alerts.notice([moved]).title == "8000 python3: now exposed"
+    for n in (alerts.notice([rec(i, 8000 + i) for i in range(k)]) for k in (2, 3, 99)):
+        assert len(n.title) <= 40 and len(n.body.splitlines()) <= 3 and n.listener is None
+
+
 def test_process_text_never_reaches_the_summary_and_the_body_is_escaped():
     n = alerts.notice([rec(1, 8000, name="<b>x</b> & y")])
-    assert "<" not in n.title and "&" not in n.title
+    assert "<" not in n.title and "&" not in n.title and n.title.startswith("8000 bx/b y")
     body = notify.escape_body(n.body)
     assert "&lt;b&gt;x&lt;/b&gt; &amp; y" in body and "<b>" not in body
     many = alerts.notice([rec(1, 8000, name="<i>a</i>"), rec(2, 8001, name="<i>a</i>")])
@@ -465,3 +482,97 @@ def test_the_tray_state_file_is_private_and_survives_garbage(tmp_path):
     assert TrayState.load(path) == TrayState()
     path.write_text(json.dumps({"version": 1, "notified_id": "7"}))
     assert TrayState.load(path) == TrayState()
+
+
+def test_menu_rows_name_the_unit_of_a_hidden_owner_mark_inferred_owners_and_show_the_forward():
+    from portbell.daemon.model import Container, Forward, Unit, UnitKind
+
+    hidden = Owner(pid=None, uid=0, name=None, started_at=None, exe=None, cmdline=(), user="root")
+    cups = replace(li(631, "0.0.0.0", hidden), unit=Unit(UnitKind.SERVICE, "cups.service"))
+    inferred = replace(li(632, "0.0.0.0", replace(owner(pid=812, name="cupsd"), via="cgroup")), unit=Unit(UnitKind.SERVICE, "cups.service"))
+    web = Container("f" * 64, "docker", name="shop-web-1", image="nginx:1.25")
+    proxy = replace(li(8080, "0.0.0.0", owner(pid=900, name="docker-proxy")), forward=Forward("docker-proxy", "172.17.0.2", 80, web))
+    assert menu.listener_label(cups) == "631 tcp  cups.service (root)  0.0.0.0"
+    assert menu.listener_label(inferred) == "632 tcp  cupsd (812, by unit)  0.0.0.0"
+    assert menu.listener_label(proxy) == "8080 tcp  docker-proxy (900)  0.0.0.0  -> 172.17.0.2:80 (shop-web-1), by docker-proxy"
+    lines = menu.details(inferred, None, T0)
+    assert "unit cups.service" in lines and "cupsd, pid 812, by unit, user ana" in lines
+    assert "forwards -> 172.17.0.2:80 (shop-web-1), by docker-proxy" in menu.details(proxy, None, T0)
+
+
+# ------------------------------------------------------------------ notifications at their seams
+
+
+class FakeBus:
+    """tray/_dbus.DbusNotifications at its seam: what Notify was asked, and the capabilities."""
+
+    def __init__(self, caps=("actions", "body-markup")):
+        self.capabilities = frozenset(caps)
+        self.calls = []
+
+    actions = property(lambda self: "actions" in self.capabilities)
+    markup = property(lambda self: "body-markup" in self.capabilities)
+
+    def notify(self, title, body, **kw):
+        self.calls.append((title, body, kw))
+        return 7
+
+    def close(self):
+        pass
+
+
+def test_a_notification_with_buttons_hands_the_clicked_buttons_action_to_the_app():
+    clicked = []
+    n = notify.Notifier(icon="/x/portbell-64.png", on_action=clicked.append, platform="linux")
+    n._dbus = FakeBus()
+    note = alerts.notice([rec(1, 8000, pid=4242, cmd=("python3", "app.py"))])
+    assert n.send(note.title, "<b>", urgency="critical", buttons=alerts.buttons(note, 1000))
+    (title, body, kw) = n._dbus.calls[0]
+    assert body == "&lt;b&gt;" and kw["urgency"] == "critical" and kw["icon"] == "/x/portbell-64.png"
+    assert kw["actions"] == [("default", "Details"), ("trust", "Trust"), ("mute-1h", "Mute 1 h"), ("stop", "Stop")]
+    n._clicked(7, "mute-1h")
+    n._clicked(8, "mute-1h")  # another program's notification
+    n._clicked(7, "nonsense")
+    assert clicked == [Action("mute", (note.listener, "1h"))]
+    n._clicked(7, "stop")
+    assert clicked[-1] == Action("ask-stop", (4242, T0, "python3"))
+
+
+def test_no_buttons_where_the_server_has_no_actions_and_no_escaping_without_markup():
+    n = notify.Notifier(icon="", platform="linux")
+    n._dbus = FakeBus(caps=("body",))
+    note = alerts.notice([rec(1, 8000)])
+    n.send(note.title, "a < b", buttons=alerts.buttons(note, 1000))
+    (_, body, kw) = n._dbus.calls[0]
+    assert kw["actions"] == [] and body == "a < b"
+
+
+def test_stop_is_offered_only_where_the_menu_would_offer_it():
+    mine = alerts.notice([rec(1, 8000, pid=4242)])
+    assert [k for k, _, _ in alerts.buttons(mine, 1000)] == ["default", "trust", "mute-1h", "stop"]
+    assert [k for k, _, _ in alerts.buttons(mine, 0)] == ["default", "trust", "mute-1h"]  # another user's process
+    burst = alerts.notice([rec(1, 8000), rec(2, 8001)])
+    assert [k for k, _, _ in alerts.buttons(burst, 1000)] == ["default"]
+
+
+def test_on_macos_osascript_shows_it_with_the_texts_as_arguments(monkeypatch):
+    ran = []
+    monkeypatch.setattr(notify.subprocess, "run", lambda argv, **kw: ran.append(argv))
+    n = notify.Notifier(icon="", platform="darwin")
+    assert n.send('8000 "x": open', "it's <here>\nsecond") and n.via == "osascript"
+    (argv,) = ran
+    assert argv[0] == "osascript" and argv[-2:] == ['8000 "x": open', "it's <here>\nsecond"]
+    assert "display notification (item 2 of argv) with title (item 1 of argv)" in argv
+
+
+def test_without_a_dbus_service_linux_falls_back_to_plyer(monkeypatch):
+    shown = []
+
+    class Plyer:
+        def notify(self, **kw):
+            shown.append(kw)
+
+    n = notify.Notifier(icon="", platform="linux")
+    monkeypatch.setattr(n, "dbus", lambda: None)
+    monkeypatch.setattr(n, "_plyer", lambda: Plyer())
+    assert n.send("t", "<b>", timeout_s=8) and n.via == "plyer" and shown[0]["message"] == "&lt;b&gt;"

@@ -54,8 +54,9 @@ class FakeNotifier:
     def __init__(self):
         self.sent = []
 
-    def send(self, title, body, *, timeout_s=10):
+    def send(self, title, body, *, timeout_s=10, urgency="normal", buttons=()):
         self.sent.append((title, body))
+        self.last = dict(urgency=urgency, buttons=buttons)
         return True
 
 
@@ -132,7 +133,7 @@ def test_the_tray_shows_the_record_and_rings_once_per_burst(tray, home):
     clock.advance(1.1)
     app.tick()
     ((title, body),) = notifier.sent
-    assert title == "3 new listeners, 3 reachable from other machines"
+    assert title == "3 new listeners, 3 exposed"
     assert body.splitlines()[0] == "3 new listeners: node x2, python3"
     app.carry_out(Action("seen"))
     app.tick()
@@ -171,7 +172,7 @@ def test_pause_keeps_quiet_and_resume_rings_again(tray, home):
     for _ in range(4):
         clock.advance(1)
         app.tick()
-    assert [t for t, _ in notifier.sent] == ["New listener on port 8001: reachable from other machines"]
+    assert [t for t, _ in notifier.sent] == ["8001 python3: exposed"]
 
 
 def test_a_restarted_tray_does_not_replay_old_alerts(tray, pystray_dummy):
@@ -244,7 +245,7 @@ def test_open_settings_creates_a_commented_template_that_checks_clean(home):
 
 
 def test_the_menu_becomes_pystray_objects_whose_clicks_queue_actions(pystray_dummy):
-    from portbell.tray.app import to_pystray
+    from portbell.tray.toolkit import to_pystray
 
     done = []
     items = menu.build(menu.View(listeners=(listener(8000),), autostart=True, uid=os.getuid()), datetime.now(timezone.utc))
@@ -379,3 +380,105 @@ def test_the_worker_sleeps_until_the_records_folder_is_written(tmp_path):
         assert select.select([watch], [], [], 0)[0] == []
     finally:
         watch.close()
+
+
+class Probe:
+    """The pointer probe (tray/_x11.py) at its seam: says whether a menu is open."""
+
+    def __init__(self):
+        self.open = False
+
+    def held(self):
+        return self.open
+
+    def close(self):
+        pass
+
+
+def test_a_shown_menu_is_not_swapped_until_it_closes_and_the_icon_still_changes(tray, home):
+    app, writer, clock, _ = tray
+    app.probe = Probe()
+    writer.baseline(listener(5432, "127.0.0.1"))
+    app.tick()
+    menus = len(app.icon.menus)
+    app.probe.open = True
+    clock.advance(1)
+    writer.open(listener(8000, name="node", pid=1))
+    app.tick()
+    assert len(app.icon.menus) == menus and "8000 tcp" not in menu_text(home)  # the open menu stays
+    assert app._shown[1] == ("alert", 1)  # the icon says it at once
+    assert app._menu_retry_at == clock.mono + 0.5  # and the worker looks again soon
+    app.probe.open = False
+    clock.advance(0.5)
+    app.tick()
+    assert len(app.icon.menus) == menus + 1 and "8000 tcp" in menu_text(home) and app._menu_retry_at is None
+
+
+def test_a_short_lived_loopback_listener_never_enters_the_menu_and_a_lasting_one_does(tray, home):
+    app, writer, clock, _ = tray
+    writer.baseline(listener(5432, "127.0.0.1"))
+    app.tick()
+    menus = len(app.icon.menus)
+    clock.advance(1)
+    writer.open(listener(40000, "127.0.0.1", name="lsp"), alert=False)
+    app.tick()
+    assert len(app.icon.menus) == menus and "40000" not in menu_text(home)
+    assert app._settle_at == clock.mono + 3.0
+    clock.advance(1)
+    writer.open(listener(8000, name="node", pid=1))  # exposed: at once
+    app.tick()
+    assert "8000 tcp" in menu_text(home) and "40000" not in menu_text(home)
+    clock.advance(2)
+    app.tick()
+    assert "40000 tcp" in menu_text(home) and app._settle_at is None
+
+
+def test_a_notifications_stop_button_asks_first_and_only_stop_now_stops(tray):
+    from portbell.tray.menu import Action
+
+    app, writer, clock, notifier = tray
+    app.carry_out(Action("ask-stop", (4242, None, "python3")))
+    assert notifier.sent[-1][0] == "Stop python3 (pid 4242)?"
+    assert notifier.last["urgency"] == "critical"
+    assert notifier.last["buttons"] == (("stop-now", "Stop now", Action("stop", (4242, None, "python3"))), ("cancel", "Cancel", None))
+    assert notifier.on_action == app.do  # a click queues the button's action, as the menu does
+
+
+def test_on_windows_the_daemon_the_tray_starts_is_detached_from_its_console_and_group():
+    from portbell.tray import system
+
+    seen = {}
+
+    def popen(argv, **kw):
+        seen.update(kw, argv=argv)
+        return subprocess.Popen([sys.executable, "-c", "pass"])
+
+    proc = system.Children().spawn(["portbell", "daemon"], os_name="nt", popen=popen)
+    proc.wait()
+    assert seen["creationflags"] == 0x00000008 | 0x00000200  # DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP
+    assert "start_new_session" not in seen
+
+
+def test_on_macos_with_the_daemons_launch_agent_the_tray_asks_launchd_to_start_it(tmp_path):
+    from portbell.tray import system
+
+    calls = []
+    agents = tmp_path / "Library" / "LaunchAgents"
+    agents.mkdir(parents=True)
+
+    def run(argv, **kw):
+        calls.append(argv)
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    class Recording(system.Children):
+        def spawn(self, argv, **kw):
+            self.spawned = argv
+            return subprocess.Popen([sys.executable, "-c", "pass"])
+
+    without = Recording()
+    system.start_daemon(without, tmp_path / "d.log", platform="darwin", run=run, home=tmp_path).wait()
+    assert without.spawned[-2:] == ["daemon", "--quiet"] and calls == []  # no agent: the tray starts its own
+    (agents / "portbell.daemon.plist").write_text("<plist/>")
+    with_agent = Recording()
+    assert system.start_daemon(with_agent, tmp_path / "d.log", platform="darwin", run=run, home=tmp_path) is None
+    assert calls == [["launchctl", "kickstart", f"gui/{os.getuid()}/portbell.daemon"]] and not hasattr(with_agent, "spawned")

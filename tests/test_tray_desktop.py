@@ -16,27 +16,15 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 
 from desktop import vdesk
+from desktop.actors import LOOKS, ROOT, Tray, docs_shot, near, notifications_about, parse_menu
+from desktop.actors import child, home, shots  # noqa: F401 (fixtures)
 from desktop.vdesk import poll, shown_text, stop_process
 
-ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ["appindicator", "gtk"]
-
-# the three looks of the icon (tray/icon.py FILL), as found on screen
-LOOKS = {"loopback": (46, 139, 87), "exposed": (232, 145, 0), "alert": (235, 45, 55)}
-
-
-def near(rgb, target, tolerance=24):
-    return all(abs(a - b) <= tolerance for a, b in zip(rgb, target))
-
-
-def any_look(r, g, b):
-    return any(near((r, g, b), c) for c in LOOKS.values())
 
 
 @pytest.fixture(scope="module")
@@ -57,201 +45,6 @@ def desktop(tmp_path_factory):
         d.stop()
 
 
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tray-shots")
-    print(f"\nscreenshots: {folder}")
-    return folder
-
-
-def docs_shot(image, name):
-    if os.environ.get("PORTBELL_DOCS_SHOTS") == "1":
-        image.save(ROOT / "docs" / name)
-
-
-class Home:
-    """The portbell folders of the module, and its daemon (a direct child, restartable)."""
-
-    def __init__(self, desktop: vdesk.VirtualDesktop, folder: Path):
-        self.desktop = desktop
-        self.folder = folder
-        self.env = dict(
-            desktop.env,
-            PORTBELL_STATE_DIR=str(folder / "state"),
-            PORTBELL_RUNTIME_DIR=str(folder / "run"),
-            PORTBELL_CONFIG=str(folder / "config.toml"),
-        )
-        self.daemon = None
-        self.starts = 0
-
-    def start_daemon(self):
-        from portbell.daemon.service import InstanceLock
-
-        self.starts += 1
-        self.daemon = self.desktop.spawn(f"daemon-{self.starts}", [sys.executable, "-m", "portbell.daemon", "daemon", "--interval", "0.25"], env=self.env)
-        poll(lambda: InstanceLock.holder(self.folder / "run" / "daemon.lock") == self.daemon.pid, 20, what="the daemon's lock")
-
-    def stop_daemon(self):
-        stop_process(self.daemon)
-
-
-@pytest.fixture(scope="module")
-def home(desktop, tmp_path_factory):
-    h = Home(desktop, tmp_path_factory.mktemp("portbell"))
-    h.start_daemon()
-    yield h
-    h.stop_daemon()
-
-
-NAMED_CHILD = textwrap.dedent(
-    """
-    import random, socket, sys
-    with open("/proc/self/comm", "w") as f:   # the process name the kernel reports (15 bytes at most)
-        f.write(sys.argv[1])
-    # Ports below the ephemeral range: the daemon's novelty memory forgives a program that re-opens
-    # *random* ports, and every child here is the same python executable.
-    socks, port = [], random.randrange(20000, 30000)
-    while len(socks) < int(sys.argv[3]):
-        s = socket.socket()
-        try:
-            s.bind((sys.argv[2], port))
-        except OSError:
-            s.close()
-        else:
-            s.listen()
-            socks.append(s)
-        port += 1
-    print(" ".join(str(s.getsockname()[1]) for s in socks), flush=True)
-    sys.stdin.read()
-    """
-)
-
-
-class Child:
-    """A process with a chosen name holding `count` TCP listeners on `address` until stopped."""
-
-    def __init__(self, name: str, address: str = "0.0.0.0", count: int = 1):
-        self.name = name
-        self.proc = subprocess.Popen([sys.executable, "-c", NAMED_CHILD, name, address, str(count)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.ports = [int(p) for p in self.proc.stdout.readline().split()]
-        self.port = self.ports[0]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.proc.wait()
-
-
-@pytest.fixture
-def child():
-    made = []
-
-    def spawn(*a, **kw):
-        c = Child(*a, **kw)
-        made.append(c)
-        return c
-
-    yield spawn
-    for c in made:
-        c.stop()
-
-
-def parse_menu(text: str):
-    """The menu dump (tray/menu.py as_text) as a tree: [(marker, text, children)]."""
-    root: list = []
-    stack = [(-1, root)]
-    for line in text.splitlines():
-        depth = (len(line) - len(line.lstrip(" "))) // 4
-        body = line[depth * 4 :]
-        if body == "---":
-            marker, label = "-", ""
-        else:
-            marker, label = body[:2], body[2:]
-        node = (marker, label, [])
-        while stack[-1][0] >= depth:
-            stack.pop()
-        stack[-1][1].append(node)
-        stack.append((depth, node[2]))
-    return root
-
-
-def keys_to(tree, path) -> list[str]:
-    """The keys that reach an item in an open GTK menu: Down skips separators and insensitive items,
-    Right opens a submenu on its first sensitive item."""
-    keys: list[str] = []
-    level = tree
-    for depth, prefix in enumerate(path):
-        selectable = [n for n in level if n[0] in ("  ", "* ")]
-        index = next((i for i, n in enumerate(selectable) if re.sub(r"^\[.\] ", "", n[1]).startswith(prefix)), None)
-        assert index is not None, f"{prefix!r} is not in the menu: {[n[1] for n in level]}"
-        keys += ["Down"] * (index + 1) if depth == 0 else ["Right"] + ["Down"] * index
-        level = selectable[index][2]
-    return keys
-
-
-class Tray:
-    def __init__(self, backend: str, desktop: vdesk.VirtualDesktop, home: Home):
-        self.backend, self.desktop, self.home = backend, desktop, home
-        self.dump = home.folder / f"menu-{backend}.txt"
-        env = dict(home.env, PYSTRAY_BACKEND=backend, PORTBELL_TRAY_MENU_DUMP=str(self.dump))
-        self.name = f"tray-{backend}"
-        self.proc = desktop.spawn(self.name, [sys.executable, "-m", "portbell.daemon", "--verbose", "tray"], env=env)
-
-    def log(self) -> str:
-        return self.desktop.log(self.name)
-
-    def menu(self) -> str:
-        try:
-            return self.dump.read_text()
-        except FileNotFoundError:
-            return ""
-
-    def alive(self):
-        assert self.proc.poll() is None, f"the tray exited ({self.proc.returncode}):\n{self.log()[-3000:]}"
-
-    def icon(self, looks=any_look):
-        self.alive()
-        return poll(lambda: self.desktop.find_in_tray(looks), 15, 0.1, "the tray icon on screen")
-
-    def open_menu(self) -> dict:
-        self.close_menus()
-        x, y, _ = self.icon()
-        before = self.desktop.windows()
-        self.desktop.xdo("mousemove", x, y, "click", "3")
-        popup = self.desktop.new_popup(before)
-        self.desktop.xdo("mousemove", 5, 700)  # out of the way: the keyboard walks the menu
-        return popup
-
-    def close_menus(self):
-        if self.desktop.popups():
-            for _ in range(3):
-                self.desktop.xdo("key", "Escape")
-            poll(lambda: not self.desktop.popups(), 5, what="the menus to close")
-
-    def walk(self, path, *, then=("Return",), shot: str | None = None):
-        """Open the menu with a right-click and reach `path` (label prefixes) with the keyboard."""
-        popup = self.open_menu()
-        keys = keys_to(parse_menu(self.menu()), path)
-        for key in keys:
-            count = len(self.desktop.popups())
-            self.desktop.xdo("key", key)
-            if key == "Right":
-                poll(lambda: len(self.desktop.popups()) > count, 5, what="a submenu to open")
-        image = None
-        if shot:  # the whole open menu, its submenus and the tray above it
-            boxes = self.desktop.popups()
-            left = max(0, min(b["x"] for b in boxes) - 8)
-            bottom = min(768, max(b["y"] + b["h"] for b in boxes) + 8)
-            image = self.desktop.screenshot().crop((left, 0, 1024, bottom))
-        for key in then:
-            self.desktop.xdo("key", key)
-        return popup, image
-
-
 @pytest.fixture(scope="module", params=BACKENDS)
 def tray(request, desktop, home):
     t = Tray(request.param, desktop, home)
@@ -266,9 +59,6 @@ def tray(request, desktop, home):
     finally:
         stop_process(t.proc)
 
-
-def notifications_about(desktop, word):
-    return [n for n in desktop.notifications() if word in shown_text(n["message"])]
 
 
 # ------------------------------------------------------------------ the tests
@@ -287,6 +77,20 @@ def test_the_chosen_backend_loaded_with_a_menu_and_the_icon_is_visible(tray, sho
         docs_shot(panel.crop((left, 0, min(area["w"], left + 120), area["h"])).resize((360, 3 * area["h"]), 0), "tray-icon.png")
 
 
+def test_a_left_click_opens_the_menu(tray):
+    tray.close_menus()
+    x, y, _ = tray.icon()
+    before = tray.desktop.windows()
+    tray.desktop.xdo("mousemove", x, y, "click", "1")
+    top_level = [n for n in parse_menu(tray.menu()) if n[0] != "-"]
+    # a new window tall enough for the menu's entries (not the tooltip the pointer raises)
+    poll(lambda: [w for wid, w in tray.desktop.windows().items() if wid not in before and w["override"] and w["h"] >= 18 * len(top_level)],
+         5, 0.05, f"a menu of {len(top_level)} entries")
+    tray.desktop.xdo("mousemove", 5, 700)
+    tray.close_menus()
+    tray.alive()
+
+
 def test_a_second_tray_says_which_one_runs_and_exits_1(tray):
     env = dict(tray.home.env, PYSTRAY_BACKEND=tray.backend)
     done = subprocess.run([sys.executable, "-m", "portbell.daemon", "tray"], env=env, capture_output=True, text=True, timeout=60)
@@ -300,10 +104,11 @@ def test_an_exposed_listener_rings_naming_its_port_and_program(tray, child):
     c = child(name)
     found = poll(lambda: notifications_about(tray.desktop, name), 20, 0.2, f"a notification about {name}")
     text = shown_text(found[0]["message"])
-    # alone: "... is now listening on 0.0.0.0:PORT (tcp), reachable from other machines";
-    # coalesced with whatever else opened meanwhile on this machine: "PORT tcp  NAME (pid N)  0.0.0.0  (all-interfaces)"
-    assert f"0.0.0.0:{c.port}" in text or f"{c.port} tcp  {name} (pid {c.proc.pid})  0.0.0.0" in text, text
-    assert f"{name} (pid {c.proc.pid})" in text and ("reachable from other machines" in text or "(all-interfaces)" in text)
+    if found[0]["summary"] == f"{c.port} {name}: exposed":  # alone: port, program, pid, address, exposure
+        assert f"{name} (pid {c.proc.pid}) is now listening on 0.0.0.0:{c.port} (tcp), reachable from other machines" in text, text
+    else:  # coalesced with whatever else opened meanwhile on this machine: the program is named
+        names = found[0]["body"].splitlines()[0]  # "N new listeners: a x3, NAME, ..."
+        assert re.match(r"\d+ new listeners, \d+ exposed$", found[0]["summary"]) and name in names, found[0]
     assert found[0]["appname"] == "portbell"
     poll(lambda: f"{c.port} tcp  {name} ({c.proc.pid})  0.0.0.0" in tray.menu(), 10, what="the listener in the menu")
     assert poll(lambda: tray.desktop.find_in_tray(lambda r, g, b: near((r, g, b), LOOKS["alert"])), 10, what="the red alert icon")
@@ -355,10 +160,15 @@ def test_thirty_listeners_at_once_make_at_most_two_notifications(tray, child):
 def test_markup_in_a_process_name_reaches_the_screen_literally(tray, child):
     name = "<b>x</b> & y"
     c = child(name)
-    found = poll(lambda: [n for n in tray.desktop.notifications() if str(c.port) in n["summary"]], 20, 0.2, "the notification")
-    shown = shown_text(found[0]["message"])
-    assert f"{name} (pid {c.proc.pid})" in shown  # what a person reads: the name as it is, not bold
-    assert "&lt;b&gt;x&lt;/b&gt; &amp; y" in found[0]["body"]  # escaped on the wire
+    escaped = "&lt;b&gt;x&lt;/b&gt; &amp; y"  # on the wire
+    found = poll(lambda: [n for n in tray.desktop.notifications() if escaped in n["body"] and (str(c.port) in n["summary"] or "new listeners" in n["summary"])],
+                 20, 0.2, "the notification")
+    n = found[-1]
+    shown = shown_text(n["message"])
+    if n["summary"] == f"{c.port} bx/b y: exposed":  # alone (markup's characters are kept out of the title)
+        assert f"{name} (pid {c.proc.pid})" in shown  # what a person reads: the name as it is, not bold
+    else:  # coalesced with other programs' listeners on this machine: named in the first line
+        assert name in shown.splitlines()[1], shown
 
 
 def test_the_tray_survives_a_daemon_restart(tray, home, child):
@@ -369,8 +179,8 @@ def test_the_tray_survives_a_daemon_restart(tray, home, child):
     tray.alive()
 
 
-def test_with_only_the_xorg_backend_the_tray_says_what_to_install(desktop, tmp_path):
-    """The xorg backend has no menu: the tray says so, and what to install, and keeps its icon."""
+def test_forcing_the_xorg_backend_says_what_it_lacks_and_status_names_it(desktop, tmp_path):
+    """PYSTRAY_BACKEND=xorg: the tray says it has no menu and why, keeps its icon, and status says so."""
     env = dict(
         desktop.env,
         PYSTRAY_BACKEND="xorg",
@@ -387,10 +197,61 @@ def test_with_only_the_xorg_backend_the_tray_says_what_to_install(desktop, tmp_p
         try:
             poll(lambda: "pystray backend" in desktop.log("tray-xorg") or tray.poll() is not None, 30, what="the start line")
             text = desktop.log("tray-xorg")
-            assert "pystray backend xorg (menu: no)" in text
-            assert "no menu" in text and "gir1.2-ayatanaappindicator3-0.1" in text and "PyGObject" in text
+            assert "pystray backend xorg (menu: no): chosen with PYSTRAY_BACKEND=xorg; it has no menu" in text, text
             assert tray.poll() is None
+            status = subprocess.run([sys.executable, "-m", "portbell.daemon", "status"], env=env, capture_output=True, text=True, timeout=60)
+            assert f"The tray is running: pid {tray.pid}, pystray backend xorg (menu: no): chosen with PYSTRAY_BACKEND=xorg" in status.stdout, status.stdout
         finally:
             stop_process(tray)
     finally:
         stop_process(daemon)
+
+
+def test_status_names_the_trays_backend_and_why(tray):
+    done = subprocess.run([sys.executable, "-m", "portbell.daemon", "status"], env=tray.home.env, capture_output=True, text=True, timeout=60)
+    assert f"The tray is running: pid {tray.proc.pid}, pystray backend {tray.backend} (menu: yes): chosen with PYSTRAY_BACKEND={tray.backend}" in done.stdout, done.stdout
+
+
+@pytest.fixture(scope="module")
+def plain_install(tmp_path_factory):
+    """The wheel of HEAD in a fresh venv, as `pipx install .` makes it: no PyGObject, no dbus-python."""
+    tmp = tmp_path_factory.mktemp("plain")
+    src, dist, venv = tmp / "src", tmp / "dist", tmp / "venv"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(src)], check=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(src)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    (wheel,) = dist.glob("*.whl")
+    done = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return venv
+
+
+def test_a_plain_install_without_pygobject_says_the_one_step_that_gives_the_menu(desktop, plain_install, tmp_path):
+    python = str(plain_install / "bin" / "python")
+    assert subprocess.run([python, "-c", "import gi"], capture_output=True).returncode != 0  # as pipx makes it
+    env = dict(
+        desktop.env,
+        PORTBELL_STATE_DIR=str(tmp_path / "state"),
+        PORTBELL_RUNTIME_DIR=str(tmp_path / "run"),
+        PORTBELL_CONFIG=str(tmp_path / "config.toml"),
+    )
+    env.pop("PYSTRAY_BACKEND", None)
+    tray = desktop.spawn("tray-plain", [str(plain_install / "bin" / "portbell"), "tray"], env=env)
+    try:
+        poll(lambda: "pystray backend" in desktop.log("tray-plain") or tray.poll() is not None, 60, what="the start line")
+        text = desktop.log("tray-plain")
+        assert f"pystray backend xorg (menu: no): no menu: this Python ({python}) has no GObject bindings (PyGObject)" in text, text
+        assert "To get the menu: sudo apt install python3-gi gir1.2-ayatanaappindicator3-0.1" in text, text
+        assert "plyer" not in text and "Traceback" not in text, text  # no warning of a notifier it does not use
+        # and it says so where a person looks: a notification (over D-Bus: no GObject needed)
+        found = poll(lambda: [n for n in desktop.notifications() if n["summary"] == "portbell: the tray has no menu"], 20, 0.2, "the notification")
+        assert "python3-gi" in vdesk.shown_text(found[0]["message"])
+    finally:
+        stop_process(tray)
+        for name in ("daemon.lock",):
+            from portbell.daemon.service import InstanceLock
+
+            pid = InstanceLock.holder(tmp_path / "run" / name)
+            if pid:
+                os.kill(pid, signal.SIGTERM)

@@ -75,6 +75,15 @@ class Actions:
     def stop(self, pid, start, name) -> None:
         self.tell(*stop_process(pid, start, name))
 
+    def ask_stop(self, pid, started_at, name) -> None:
+        """A notification's Stop button: ask first, in a notification of its own (the menu's second click)."""
+        from ..daemon.words import tray as phrases
+
+        title, body = phrases.tray_stop_question(name, pid)
+        stop_now, cancel = phrases.TRAY_STOP_BUTTONS
+        yes = (stop_now[0], stop_now[1], Action("stop", (pid, started_at, name)))
+        self.app.notifier.send(title, body, timeout_s=30, urgency="critical", buttons=(yes, (cancel[0], cancel[1], None)))
+
     def pause(self, choice: str) -> None:
         app = self.app
         app.state.paused_until = menu.pause_until(choice, app.now())
@@ -122,6 +131,7 @@ class Actions:
         "trust": trust,
         "mute": mute,
         "stop": stop,
+        "ask-stop": ask_stop,
         "pause": pause,
         "resume": resume,
         "events": events,

@@ -6,10 +6,12 @@ notification ("5 new listeners: node x3, python3 x2"); a key notified less than
 `cooldown_s` ago stays quiet; nothing is queued while notifications are paused.
 The clock is passed in (monotonic seconds), so tests drive time.
 
-Texts are plain here. The summary (title) holds only portbell's own words and
-numbers: the Desktop Notifications spec makes it plain text and servers show it
-literally. Process names and command lines go in the body, which servers render
-as markup: tray/notify.py escapes it.
+Texts are plain here. The title leads with the port and the program and fits in
+40 characters (xfce4-notifyd cuts longer ones); the body has at most 3 lines,
+the command line shortened to one. The Desktop Notifications spec makes the
+title plain text and servers show it literally; the body is rendered as markup
+by most servers: tray/notify.py escapes it. A notice about one listener carries
+it, so the notification can offer Trust, Mute 1 h and Stop.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from collections import Counter
 from dataclasses import dataclass, replace
 
 from ..daemon import words
-from ..daemon.model import EventKind, Key, Recorded
+from ..daemon.words import tray as phrases
+from ..daemon.model import EventKind, Key, Listener, Recorded
 from ..daemon.rules import program_of
+from .menu import Action, stop_refusal_static
 
-MAX_LINES = 6  # listeners listed in one coalesced notification
 MAX_NAMES = 4  # programs named in a coalesced notification's first line
 
 
@@ -32,6 +35,7 @@ class Notice:
     body: str  # plain text: escape it for the notification server
     keys: tuple[Key, ...]
     exposed: bool  # something in it is reachable from other machines
+    listener: Listener | None = None  # the one listener it is about (None: a coalesced notice)
 
 
 class Batcher:
@@ -119,19 +123,21 @@ def notice(records: list[Recorded]) -> Notice:
         rec = records[0]
         li, ev = rec.event.listener, rec.event
         if ev.kind is EventKind.CHANGED and ev.previous is not None and ev.previous.exposure is not li.exposure:
-            title = f"Port {li.port} is now {words.REACH[li.exposure]}"
-            body = f"{_who(rec)} on {li.endpoint} ({li.transport}) is now {words.reach(li)}; was {words.REACH[ev.previous.exposure]}."
+            title = phrases.tray_alert_title(li, "reach")
+            lines = [f"{_who(rec)} on {li.endpoint} ({li.transport}) is now {words.reach(li)}; was {words.REACH[ev.previous.exposure]}."]
         elif ev.kind is EventKind.CHANGED:
-            title = f"Port {li.port}: another program listens" + (": reachable from other machines" if li.exposure.exposed else "")
-            body = f"{_who(rec)} now listens on {li.endpoint} ({li.transport}), {words.reach(li)}."
+            title = phrases.tray_alert_title(li, "owner")
+            lines = [f"{_who(rec)} now listens on {li.endpoint} ({li.transport}), {words.reach(li)}."]
         else:
-            title = f"New listener on port {li.port}" + (": reachable from other machines" if li.exposure.exposed else "")
-            body = f"{_who(rec)} is now listening on {li.endpoint} ({li.transport}), {words.reach(li)}."
+            title = phrases.tray_alert_title(li, "opened")
+            lines = [f"{_who(rec)} is now listening on {li.endpoint} ({li.transport}), {words.reach(li)}."]
+        where = ", ".join(x for x in (words.unit_label(li.unit) if li.unit is not None else None, words.forward_phrase(li)) if x)
+        if where:
+            lines.append(where)
         cmd = next((o.cmdline for o in li.owners if o.cmdline), None)
         if cmd:
-            command = " ".join(cmd)
-            body += "\n" + (command if len(command) <= 160 else command[:157] + "...")
-        return Notice(title, body, keys, exposed)
+            lines.append(phrases.tray_command(cmd))
+        return Notice(title, "\n".join(lines[: phrases.TRAY_BODY_LINES]), keys, exposed, li)
     # the most exposed first: they are the news that matters
     records = sorted(records, key=lambda r: (-r.event.listener.exposure.rank, r.id))
     counts = Counter(words.first_name(r.event.listener) or "an unknown process" for r in records)
@@ -139,11 +145,28 @@ def notice(records: list[Recorded]) -> Notice:
     if len(counts) > MAX_NAMES:
         names.append(f"{len(counts) - MAX_NAMES} more programs")
     reachable = sum(1 for r in records if r.event.listener.exposure.exposed)
-    title = f"{len(records)} new listeners" + (f", {reachable} reachable from other machines" if reachable else "")
+    title = phrases.tray_burst_title(len(records), reachable)
     lines = [f"{len(records)} new listeners: " + ", ".join(names)]
-    for rec in records[:MAX_LINES]:
+    shown = records[:2] if len(records) == 2 else records[:1]
+    for rec in shown:
         li = rec.event.listener
         lines.append(f"{li.port} {li.transport}  {_who(rec)}  {li.address}  ({li.exposure})")
-    if len(records) > MAX_LINES:
-        lines.append(f"... and {len(records) - MAX_LINES} more (Show recent events)")
+    if len(records) > len(shown):
+        lines.append(f"... and {len(records) - len(shown)} more (Show recent events)")
     return Notice(title, "\n".join(lines), keys, exposed)
+
+
+def buttons(n: Notice, uid: int | None) -> tuple[tuple[str, str, Action], ...]:
+    """A notification's buttons, (key, label, action): Details (a click on the bubble: the recent
+    events), and for one listener Trust, Mute 1 h and Stop (which asks first, as the menu does)."""
+    label = dict(phrases.TRAY_BUTTONS)
+    out = [("default", label["default"], Action("events"))]
+    li = n.listener
+    if li is None:
+        return tuple(out)
+    out.append(("trust", label["trust"], Action("trust", (li,))))
+    out.append(("mute-1h", label["mute-1h"], Action("mute", (li, "1h"))))
+    owner = next((o for o in li.owners if o.pid is not None), None)
+    if owner is not None and stop_refusal_static(owner, uid) is None:
+        out.append(("stop", label["stop"], Action("ask-stop", (owner.pid, owner.started_at, owner.name))))
+    return tuple(out)

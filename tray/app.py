@@ -23,11 +23,16 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from ..daemon import paths
+from ..daemon.words import tray as phrases
 from ..daemon.session import graphical_session
 from . import icon as icons, menu, system
+from ._x11 import PointerProbe
+from . import toolkit
+from .toolkit import backend_name, to_pystray
 from .actions import Actions, autostart_status
+from . import alerts
 from .alerts import Batcher
-from .menu import Action, Item, View
+from .menu import Action, View
 from .notify import Notifier
 from .state import Record, TrayState
 
@@ -41,57 +46,13 @@ MARKS_S = 60.0  # how often expiring rules are re-evaluated when nothing else ch
 BACKLOG_S = 300.0  # at start, alerts older than this are counted as unseen, not announced
 ICON_SIZE = 64  # the toolkit scales it to the panel
 GTK_BACKENDS = ("gtk", "appindicator")
+X11_BACKENDS = GTK_BACKENDS + ("xorg",)
+MENU_RETRY_S = 0.5  # while a menu is open, how often the tray looks whether it closed
 
-XORG_HELP = (
-    "only pystray's xorg backend is available here: the icon shows, but it has no menu and pystray "
-    "cannot show notifications through it. Install the GObject bindings and a tray library for a menu: "
-    "on Debian/Ubuntu `sudo apt install python3-gi gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1` "
-    "(with a system Python), or into portbell's own environment: "
-    "`sudo apt install libgirepository1.0-dev libcairo2-dev gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1` "
-    "then `pip install 'PyGObject<3.51'` (Debian 12's GLib; newer systems can use the latest). See the README: Linux desktops."
-)
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def backend_name(pystray_module) -> str:
-    """`appindicator`, `gtk`, `xorg`, `darwin`, `win32` or `dummy`: which backend pystray loaded."""
-    return pystray_module.Icon.__module__.rpartition(".")[2].lstrip("_")
-
-
-# ------------------------------------------------------------------ the menu, as pystray objects
-
-
-def to_pystray(pystray_module, items: tuple[Item, ...], do) -> object:
-    """The one place menu data becomes pystray objects; `do(action)` runs on a click."""
-    p = pystray_module
-
-    def convert(it: Item):
-        if it.separator:
-            return p.Menu.SEPARATOR
-        if it.submenu:
-            return p.MenuItem(it.text, p.Menu(*[convert(s) for s in it.submenu]), enabled=it.enabled)
-        checked = None if it.checked is None else _constant(it.checked)
-        return p.MenuItem(it.text, _clicked(do, it.action), checked=checked, enabled=it.enabled, default=it.default)
-
-    return p.Menu(*[convert(it) for it in items])
-
-
-def _clicked(do, action: Action | None):
-    def clicked(_icon, _item):  # pystray passes (icon, item) to two-argument callbacks
-        if action is not None:
-            do(action)
-
-    return clicked
-
-
-def _constant(value: bool):
-    def get(_item):
-        return value
-
-    return get
 
 
 # ------------------------------------------------------------------ the app
@@ -113,6 +74,7 @@ class TrayApp:
         self._load_config()
         self.batcher = Batcher(self.config.coalesce_s, self.config.cooldown_s)
         self.notifier = notifier or Notifier()
+        self.notifier.on_action = self.do  # a notification's button queues its action, as the menu does
         self.children = system.Children()
         self.actions = Actions(self)
         self.pending: queue.Queue[Action] = queue.Queue()  # do() queues, the worker carries out
@@ -128,6 +90,9 @@ class TrayApp:
         self._generation = 0
         self._daemon_at = self._config_at = self._marks_at = 0.0
         self.daemon_grace_until = 0.0  # a daemon we just started has not taken its lock yet
+        self.probe = PointerProbe() if self.backend in X11_BACKENDS else None
+        self._menu_retry_at = None  # monotonic time to look again whether the open menu closed
+        self._settle_at = None  # monotonic time a held-back loopback listener enters the menu
         self._built_for = None  # (view, paused) the current menu was built from
         self._computed: tuple = (None, None, None)  # (items, icon state, tooltip) built from it
         self._shown: tuple = (None, None, None)  # (items, icon state, tooltip) handed to the toolkit
@@ -147,6 +112,10 @@ class TrayApp:
 
     def close(self) -> None:
         self.record.close()
+        if hasattr(self.notifier, "close"):
+            self.notifier.close()
+        if self.probe:
+            self.probe.close()
         for fd in (self._wake_r, self._wake_w):
             try:
                 os.close(fd)
@@ -161,6 +130,8 @@ class TrayApp:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signum, self._on_signal)
         icon.visible = True
+        if self.backend == "gtk":
+            self.on_toolkit(lambda: _left_click_opens_menu(icon))
         try:
             self.loop()
         except Exception:
@@ -192,7 +163,7 @@ class TrayApp:
         next_tick = 0.0
         try:
             while not self.stopping.is_set():
-                wake = min(t for t in (next_tick, self.batcher.next_due(), self._pause_ends()) if t is not None)
+                wake = min(t for t in (next_tick, self.batcher.next_due(), self._pause_ends(), self._settle_at, self._menu_retry_at) if t is not None)
                 ready, _, _ = select.select(waits, [], [], max(0.0, wake - self.clock()))
                 if watch in ready:
                     watch.drain()
@@ -250,8 +221,11 @@ class TrayApp:
                 self.marks = menu.marks_for(reading.listeners, self.config.rules + reading.rules, now)
         notice = self.batcher.due(mono)
         if notice is not None:
-            self.notifier.send(notice.title, notice.body, timeout_s=20 if notice.exposed else 8)
-        self.show(self.view(), now)
+            self.notifier.send(
+                notice.title, notice.body, timeout_s=20 if notice.exposed else 8,
+                urgency="critical" if notice.exposed else "normal", buttons=alerts.buttons(notice, _uid()),
+            )
+        self.show(self.view(now), now)
 
     def _adopt(self, last_id: int) -> None:
         """A record was opened: a first one, or a new file. Never replay its history as news."""
@@ -277,10 +251,12 @@ class TrayApp:
     def paused(self, now: datetime) -> bool:
         return self.state.paused_until is not None and now < self.state.paused_until
 
-    def view(self) -> View:
+    def view(self, now: datetime) -> View:
         r = self.record.reading
+        listeners, due = menu.settled(r.listeners, r.since, now, self.started_at) if r else ((), None)
+        self._settle_at = None if due is None else self.clock() + max(0.0, (due - now).total_seconds())
         return View(
-            listeners=r.listeners if r else (),
+            listeners=listeners,
             since=r.since if r else {},
             marks=self.marks,
             unseen=self.unseen if r else 0,
@@ -289,7 +265,7 @@ class TrayApp:
             record=r is not None,
             complete=r.complete if r else True,
             autostart=self.autostart,
-            uid=os.getuid() if hasattr(os, "getuid") else None,
+            uid=_uid(),
         )
 
     # -------------------------------------------------------------- the toolkit
@@ -303,8 +279,19 @@ class TrayApp:
         shown = self._computed
         if shown == self._shown:
             return
+        self._menu_retry_at = None
+        if shown[0] != self._shown[0] and self._shown[0] is not None and self.menu_open():
+            # swapping a shown menu closes it: keep it until it closes, hand the icon and tooltip now
+            self._menu_retry_at = self.clock() + MENU_RETRY_S
+            shown = (self._shown[0], *shown[1:])
+            if shown == self._shown:
+                return
         before, self._shown = self._shown, shown
         self.on_toolkit(lambda: self._apply(before, shown))
+
+    def menu_open(self) -> bool:
+        """Whether a menu is on screen now (a pointer grab on X11); False when that cannot be told."""
+        return bool(self.probe and self.probe.held())
 
     def on_toolkit(self, fn) -> None:
         if self.backend in GTK_BACKENDS:
@@ -378,6 +365,19 @@ class TrayApp:
 # ------------------------------------------------------------------ helpers
 
 
+def _left_click_opens_menu(icon) -> None:
+    """GTK's status icon runs the default item on a left click; every other host opens the menu."""
+    from gi.repository import Gtk
+
+    status_icon = icon._status_icon
+    status_icon.disconnect_by_func(icon._on_status_icon_activate)
+    status_icon.connect("activate", lambda si: icon._on_status_icon_popup_menu(si, 1, Gtk.get_current_event_time()))
+
+
+def _uid() -> int | None:
+    return os.getuid() if hasattr(os, "getuid") else None
+
+
 def _drain(fd: int) -> None:
     try:
         while os.read(fd, 4096):
@@ -414,18 +414,14 @@ def run(verbose: bool = False) -> int:
         except Exception as err:  # ImportError, or Xlib's display errors raised at import time
             print(f"portbell tray: cannot show a tray icon: {type(err).__name__}: {err}", file=sys.stderr)
             return 1
-        backend = backend_name(pystray)
-        if backend == "xorg":
-            print(f"portbell tray: {XORG_HELP}", file=sys.stderr)
+        backend, has_menu, why = toolkit.choice(pystray, os.environ.get("PYSTRAY_BACKEND"))
+        toolkit.write_note(paths.runtime_dir() / "tray.json", backend, has_menu, why)
         app = TrayApp(pystray)
         if system.daemon_running(paths.lock_file()) is None:
             app.start_daemon()
-        print(
-            f"portbell tray (pid {os.getpid()}): pystray backend {backend} "
-            f"(menu: {'yes' if pystray.Icon.HAS_MENU and backend != 'xorg' else 'no'}); record {paths.database()}",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(f"portbell tray (pid {os.getpid()}): {phrases.tray_backend_sentence(backend, has_menu, why)}; record {paths.database()}", file=sys.stderr, flush=True)
+        if not has_menu and not os.environ.get("PYSTRAY_BACKEND"):
+            app.notifier.send("portbell: the tray has no menu", why, timeout_s=30)
         return app.run()
     finally:
         lock.release()

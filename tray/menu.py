@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Mapping
 
 from ..daemon import words
+from ..daemon.words import tray as phrases
 from ..daemon.model import Key, Listener, Owner, Transport
 from ..daemon.model import order as model_order
 from ..daemon.rules import Rule, deciding_rule
@@ -25,6 +26,7 @@ MARKS = {"trust": "trusted", "mute": "muted"}  # what a deciding rule makes of a
 MAX_PER_SECTION = 15  # listeners shown per section; the rest are behind "N more..."
 MAX_OWNERS = 3  # owners detailed per listener
 MAX_TEXT = 72  # characters of an exe path or command line in a menu label
+SETTLE_S = 3.0  # a loopback listener enters the menu once it has lived this long
 
 EXPOSED_TITLE = "Exposed to the network"
 LOOPBACK_TITLE = "This machine only"
@@ -37,8 +39,8 @@ PAUSE_CHOICES = (("For 1 hour", "1h"), ("Until tomorrow", "tomorrow"))
 class Action:
     """What a menu item does, as data: tray/actions.py carries it out."""
 
-    verb: str  # seen | copy | browse | trust | mute | stop | pause | resume | events | all-listeners |
-    #            settings | autostart | start-daemon | quit
+    verb: str  # seen | copy | browse | trust | mute | stop | ask-stop | pause | resume | events |
+    #            all-listeners | settings | autostart | start-daemon | quit
     args: tuple = ()
 
 
@@ -88,6 +90,25 @@ class View:
         return self.paused_until is not None and now < self.paused_until
 
 
+def settled(listeners, since: Mapping[Key, datetime], now: datetime, after: datetime, settle_s: float = SETTLE_S):
+    """The listeners the menu shows, and when the next held-back one is due (None: none held back).
+
+    A loopback listener first recorded after `after` (the tray's start) and younger than `settle_s`
+    is held back: language servers, browsers and test runners open and close them all day, and
+    rebuilding a shown menu closes it on every host. An exposed listener enters at once: it is the
+    news (and it is rare).
+    """
+    shown, due = [], None
+    for li in listeners:
+        first = since.get(li.key)
+        if li.exposure.exposed or first is None or first <= after or (now - first).total_seconds() >= settle_s:
+            shown.append(li)
+            continue
+        at = first + timedelta(seconds=settle_s)
+        due = at if due is None or at < due else due
+    return tuple(shown), due
+
+
 def order(listeners) -> tuple[Listener, ...]:
     """Menu order: the model's one order (by port, transport, family, address)."""
     return tuple(sorted(listeners, key=model_order))
@@ -126,8 +147,12 @@ def tooltip(view: View, now: datetime) -> str:
 
 
 def listener_label(li: Listener, mark: str | None = None) -> str:
-    """`8000 tcp  python3 (4242)  0.0.0.0`, with `(trusted)` or `(muted)` when a rule says so."""
+    """`8000 tcp  python3 (4242)  0.0.0.0`, `631 tcp  cups.service (root)  0.0.0.0` when only the
+    unit is known, `-> 172.17.0.2:80 (shop-web-1)` after a forwarder's, `(trusted)` or `(muted)`."""
     text = f"{li.port} {li.transport}  {_short(words.owners_tag(li), 40)}  {li.address}"
+    forward = words.forward_phrase(li)
+    if forward:
+        text += "  " + _short(forward, 50)
     return f"{text}  ({mark})" if mark else text
 
 
@@ -167,7 +192,7 @@ def build(view: View, now: datetime) -> tuple[Item, ...]:
     if view.paused(now):
         items.append(label(f"Notifications paused until {words.when(view.paused_until, now)}"))
     if view.record and not view.complete:
-        items.append(label("Partial view: other users' processes are hidden"))
+        items.append(label(phrases.tray_partial_view(view.uid == 0)))
     items.append(SEPARATOR)
     if view.record:
         for title, group in ((EXPOSED_TITLE, view.exposed), (LOOPBACK_TITLE, view.loopback)):
@@ -246,11 +271,17 @@ def stop_refusal_static(owner: Owner, uid: int | None) -> str | None:
 def details(li: Listener, since: datetime | None, now: datetime) -> list[str]:
     """The submenu's information lines: exposure, then per process: who, exe, command line; since when."""
     lines = [words.exposure_details(li)]
+    if li.unit is not None:
+        lines.append("unit " + _short(words.unit_label(li.unit)))
+    forward = words.forward_phrase(li)
+    if forward:
+        lines.append("forwards " + _short(forward))
     for owner in li.owners[:MAX_OWNERS]:
         if owner.pid is None:
             lines.append(f"process not visible (socket of {words.user_of(owner)})")
             continue
-        lines.append(f"{_short(owner.name or '?', 40)}, pid {owner.pid}, user {owner.user or owner.uid or '?'}")
+        how = words.VIA.get(owner.via or "")
+        lines.append(f"{_short(owner.name or '?', 40)}, pid {owner.pid}{', ' + how if how else ''}, user {owner.user or owner.uid or '?'}")
         lines.append("exe " + _short(owner.exe or "(not readable)"))
         lines.append("command " + _short(" ".join(owner.cmdline) if owner.cmdline else "(not readable)"))
     if len(li.owners) > MAX_OWNERS:

@@ -25,13 +25,15 @@ class Children:
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen] = []
 
-    def spawn(self, argv: list[str], **kw) -> subprocess.Popen:
+    def spawn(self, argv: list[str], *, os_name: str = os.name, popen=subprocess.Popen, **kw) -> subprocess.Popen:
         kw.setdefault("stdin", subprocess.DEVNULL)
         kw.setdefault("stdout", subprocess.DEVNULL)
         kw.setdefault("stderr", subprocess.DEVNULL)
-        if os.name == "posix":
+        if os_name == "posix":
             kw.setdefault("start_new_session", True)
-        proc = subprocess.Popen(argv, **kw)
+        elif os_name == "nt":  # no console, and not in the tray's group: it outlives the tray
+            kw.setdefault("creationflags", DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP)
+        proc = popen(argv, **kw)
         self.procs.append(proc)
         return proc
 
@@ -163,6 +165,10 @@ def open_url(url: str) -> None:
 # ------------------------------------------------------------------ the daemon
 
 
+DETACHED_PROCESS = 0x00000008  # Windows process creation flags (subprocess has them only there)
+CREATE_NEW_PROCESS_GROUP = 0x00000200
+
+
 def daemon_argv() -> list[str]:
     return [sys.executable, "-m", "portbell.daemon", "daemon", "--quiet"]
 
@@ -173,8 +179,25 @@ def daemon_running(lock_file: Path) -> int | None:
     return InstanceLock.holder(lock_file)
 
 
-def start_daemon(children: Children, log_file: Path) -> subprocess.Popen:
-    """Start `portbell daemon --quiet` detached (its own session: it outlives the tray)."""
+LAUNCH_AGENT = "portbell.daemon"  # packaging/macos/portbell.daemon.plist's Label
+
+
+def start_daemon(children: Children, log_file: Path, *, platform: str = sys.platform, run=subprocess.run, home: Path | None = None) -> subprocess.Popen | None:
+    """Start `portbell daemon --quiet` detached (its own session: it outlives the tray).
+
+    On macOS with the daemon's LaunchAgent installed, launchd is asked to start it instead
+    (`launchctl kickstart`): a second daemon of the tray's would make the agent's exit "already
+    running" at every start, and launchd restart it forever.
+    """
+    agent = (home or Path.home()) / "Library" / "LaunchAgents" / f"{LAUNCH_AGENT}.plist"
+    if platform == "darwin" and agent.is_file() and hasattr(os, "getuid"):
+        try:
+            done = run(["launchctl", "kickstart", f"gui/{os.getuid()}/{LAUNCH_AGENT}"], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            done = None
+        if done is not None and done.returncode == 0:
+            log.warning("asked launchd to start the portbell daemon (%s)", agent)
+            return None
     log_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:

@@ -112,11 +112,15 @@ def program(*, gui: bool = False) -> tuple[str, ...]:
 
     The `portbell` script of the environment this interpreter runs in (a venv, pipx's venv, the
     system), else the one in the user scheme (`pip install --user`), else this interpreter with
-    `-m portbell.daemon`. With gui=True (Windows), `portbellw.exe`, the gui-scripts launcher that
-    runs pythonw, so no console window appears.
+    `-m portbell.daemon`. With gui=True (Windows): the environment's pythonw.exe with
+    `-m portbell.daemon`, so no console window appears (portbell installs no `portbellw`
+    launcher: it would be on every system's PATH).
     """
     windows = os.name == "nt"
-    name = ("portbellw" if gui else "portbell") + (".exe" if windows else "")
+    python = Path(sys.executable).absolute()
+    if gui and windows and python.with_name("pythonw.exe").is_file():
+        return (str(python.with_name("pythonw.exe")), "-m", "portbell.daemon")
+    name = "portbell" + (".exe" if windows else "")
     for scheme in (None, f"{os.name}_user"):
         try:
             folder = sysconfig.get_path("scripts", scheme) if scheme else sysconfig.get_path("scripts")
@@ -125,9 +129,6 @@ def program(*, gui: bool = False) -> tuple[str, ...]:
         candidate = Path(folder) / name
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return (str(candidate.absolute()),)
-    python = Path(sys.executable).absolute()
-    if gui and windows and python.with_name("pythonw.exe").is_file():
-        python = python.with_name("pythonw.exe")
     return (str(python), "-m", "portbell.daemon")
 
 
@@ -136,8 +137,18 @@ def program(*, gui: bool = False) -> tuple[str, ...]:
 _PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@+=:,./-")
 
 
+_SYSTEMD_UNSAFE_EXE = set("'\"\\")  # systemd refuses an executable path with these, quoted or not
+
+
 def systemd_command(argv: Sequence[str]) -> str:
-    """A command line for ExecStart=: quoted where needed; `%` and `$` never expand."""
+    """A command line for ExecStart=: quoted where needed; `%` and `$` never expand.
+
+    systemd rejects an executable whose path holds a quote or a backslash ("Executable name
+    contains special characters"), however it is quoted: such a path is handed to /usr/bin/env,
+    as an argument, which systemd allows.
+    """
+    if argv and (set(argv[0]) & _SYSTEMD_UNSAFE_EXE or not argv[0].isprintable()):
+        argv = ["/usr/bin/env", *argv]
     out = []
     for arg in argv:
         if arg and set(arg) <= _PLAIN:

@@ -32,6 +32,7 @@ from ._common import (
 GUI = False
 UNIT = "portbell.service"
 TRAY = "portbell-tray.desktop"
+ICON_SIZES = (16, 32, 48, 64, 128, 256)  # packaging/icons, installed into the hicolor icon theme
 MANAGER_STATES = {"initializing", "starting", "running", "degraded", "maintenance", "stopping"}
 KINDS = {"daemon": "systemd user unit", "tray": "XDG autostart entry", "system": "systemd system unit"}
 WANTED_BY = {"daemon": "default.target", "system": "multi-user.target"}
@@ -57,8 +58,9 @@ class Backend(FileBackend):
                 content = render("linux/portbell.service", exec=systemd_command(self.program))
                 location = config / "systemd" / "user" / UNIT
             elif name == "tray":
-                icon = packaged("icons/portbell-256.png")
-                content = render("linux/portbell-tray.desktop", exec=desktop_command(self.program), icon=str(icon) if icon else "portbell")
+                # Icon= names the icon in the theme, never a file in site-packages, whose path
+                # changes with the Python version (pipx moving to a newer Python broke it)
+                content = render("linux/portbell-tray.desktop", exec=desktop_command(self.program), icon="portbell")
                 location = config / "autostart" / TRAY
             else:
                 content = render("linux/portbell-system.service", exec=systemd_command(self.program))
@@ -94,7 +96,8 @@ class Backend(FileBackend):
         """After writing: tell the service manager, or link the unit as `systemctl enable` would."""
         for spec in specs:
             if spec.name == "tray":
-                continue  # read by the desktop session at the next login
+                install_icons()  # the entry is read by the desktop session at the next login
+                continue
             if self.manager(spec):
                 self._systemctl(spec, "daemon-reload")
                 done = self._systemctl(spec, "enable", UNIT)
@@ -115,6 +118,7 @@ class Backend(FileBackend):
     def stopping(self, spec: Spec) -> None:
         """Before removing: stop and disable it; remove only the link that points to our unit."""
         if spec.name == "tray":
+            remove_icons()
             return
         if self.manager(spec):
             self._systemctl(spec, "disable", "--now", UNIT)
@@ -147,3 +151,37 @@ class Backend(FileBackend):
             else f"it is not linked into {WANTED_BY[spec.name]}.wants"
         )
         return None, f"{manager} (`{where}` cannot reach one), so none can say whether it is enabled; {then}"
+
+
+def icon_paths() -> list[tuple[Path, Path]]:
+    """(packaged icon, its place in the user's hicolor icon theme) for each size there is."""
+    theme = platformdirs.user_data_path() / "icons" / "hicolor"
+    out = []
+    for size in ICON_SIZES:
+        source = packaged(f"icons/portbell-{size}.png")
+        if source is not None:
+            out.append((source, theme / f"{size}x{size}" / "apps" / "portbell.png"))
+    return out
+
+
+def install_icons() -> None:
+    """Copy the icons into $XDG_DATA_HOME/icons/hicolor (the desktop entry's Icon=portbell)."""
+    for source, target in icon_paths():
+        data = source.read_bytes()
+        try:
+            if target.is_file() and target.read_bytes() == data:
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        except OSError as err:
+            raise AutostartError(f"cannot install the icon {target}: {err.strerror or err}", path=target) from err
+
+
+def remove_icons() -> None:
+    """Remove the icons install_icons wrote (a file that differs is someone else's: kept)."""
+    for source, target in icon_paths():
+        try:
+            if target.is_file() and target.read_bytes() == source.read_bytes():
+                remove_file(target)
+        except OSError:
+            pass

@@ -3,7 +3,7 @@ fake; it exists only on Windows).
 
 The values "portbell-daemon" and "portbell-tray" under
 HKEY_CURRENT_USER\\Software\\Microsoft\\Windows\\CurrentVersion\\Run hold a command line that
-starts portbellw.exe, the gui-scripts launcher (pythonw), so no console window appears. A value
+starts the environment's pythonw.exe with -m portbell.daemon, so no console window appears. A value
 carries no comment, so portbell's mark is the data itself: disable removes a value only when it
 holds exactly what this portbell writes. Task Manager's Startup tab can switch an entry off
 (StartupApproved\\Run); status reads that.

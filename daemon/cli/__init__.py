@@ -167,6 +167,25 @@ def _main_job(verbose: bool) -> list[str]:
     return [*(["--verbose"] if verbose else []), "daemon"]
 
 
+def windowless_log() -> None:
+    """Under pythonw (which Windows' Run entries start) there is no stderr: what would
+    go there, a failure at login included, goes to portbellw.log in the user's log folder."""
+    if sys.stderr is not None and sys.stdout is not None:
+        return
+    import platformdirs
+
+    folder = platformdirs.user_log_path("portbell", appauthor=False)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        out = open(folder / "portbellw.log", "a", encoding="utf-8", buffering=1)
+    except OSError:
+        import os
+
+        out = open(os.devnull, "w", encoding="utf-8")
+    sys.stdout = sys.stdout or out
+    sys.stderr = sys.stderr or out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import gc
 
@@ -182,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None, collecting: bool) -> int:
     import gc
 
+    windowless_log()
     argv = sys.argv[1:] if argv is None else list(argv)
     word = _command(argv)
     parser = (build_parser(word) if word in MODULE_OF else None) or build_parser()

@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 
 from .. import paths, words
+from ..words import tray as phrases
 from ..errors import PortbellError, UsageError
 from ..model import SCHEMA_VERSION, Exposure, Transport, iso
 from ..when import parse_since
@@ -125,10 +126,13 @@ def cmd_status(args) -> int:
         note = None
     running = pid is not None
     sampled = _last_sample(info) if running else None
+    tray = _tray_note(InstanceLock)
     if args.json:
         print(json.dumps({"version": SCHEMA_VERSION, "running": running, "pid": pid, "daemon": info, "counts": counts,
-                          "last_sample_at": iso(sampled), "database": str(paths.database())}))
+                          "last_sample_at": iso(sampled), "database": str(paths.database()), "tray": tray}))
         return 0 if running else 1
+    if tray:
+        print(f"The tray is running: pid {tray['pid']}, {phrases.tray_backend_sentence(tray['backend'], tray['menu'], tray['why'])}.")
     if not running:
         print("The portbell daemon is not running. Start it with `portbell daemon` (or `portbell autostart enable`).")
         if info and info.get("last_sample_at"):
@@ -153,6 +157,19 @@ def cmd_status(args) -> int:
             f"{words.plural(counts['alerts'], 'alert')} ({paths.database()})"
         )
     return 0
+
+
+def _tray_note(lock) -> dict | None:
+    """What the running tray wrote about its pystray backend (runtime folder, tray.json), or None."""
+    folder = paths.runtime_dir()
+    holder = lock.holder(folder / "tray.lock")
+    if holder is None:
+        return None
+    try:
+        note = json.loads((folder / "tray.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return note if isinstance(note, dict) and note.get("pid") == holder and {"backend", "menu", "why"} <= set(note) else None
 
 
 def _last_sample(info: dict | None) -> datetime | None:

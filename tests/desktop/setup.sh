@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the tray's desktop tests need: a virtual desktop (Xvfb, trayer, dunst, a private
+# Installs what the tray's desktop tests need: a virtual desktop (Xvfb, trayer, xfce4-panel as a
+# StatusNotifierItem host, dunst and xfce4-notifyd, a private
 # session bus, xdotool, xclip) and the Python GObject bindings in the venv.
 #
 #   bash tests/desktop/setup.sh [PYTHON]      (PYTHON: the venv's python, default .venv/bin/python)
@@ -14,6 +15,7 @@ PY=${1:-.venv/bin/python}
 APT_PKGS=(
   xvfb xdotool x11-utils trayer dunst libnotify-bin dbus dbus-bin libglib2.0-bin fonts-dejavu-core
   gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1 xclip
+  xfce4-panel xfconf xfce4-notifyd
   gcc libc6-dev pkg-config libgirepository1.0-dev libcairo2-dev libdbus-1-dev
 )
 # PyGObject 3.51+ needs girepository-2.0 (GLib >= 2.80); Debian 12 has GLib 2.74.

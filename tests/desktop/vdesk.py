@@ -1,6 +1,9 @@
 """A real, private, virtual desktop for the tray's tests: Xvfb, a session bus without service
-activation, dunst (notifications) and trayer (the tray host), each a direct child of the test
-process, stopped (TERM, KILL, wait) at teardown. Plus the eyes and hands of a person: screenshots,
+activation, dunst (notifications) and a tray host, each a direct child of the test process, stopped
+(TERM, KILL, wait) at teardown. The host is trayer (XEmbed only) or xfce4-panel, whose systray
+plugin is a real StatusNotifierItem host (it owns org.kde.StatusNotifierWatcher) as XFCE users have
+it; its configuration is xfce4-panel.xml beside this file (one panel at the top: separator,
+systray, clock). Plus the eyes and hands of a person: screenshots,
 the windows on screen, xdotool clicks and keys, the clipboard, the notifications dunst received.
 
 Nothing here sleeps for a fixed time to wait for something: every wait polls with a deadline.
@@ -27,9 +30,15 @@ PROGRAMS = {
     "dunst": "dunst",
     "dunstctl": "dunst",
     "dbus-daemon": "dbus-bin",
+    "dbus-monitor": "dbus-bin",
     "gdbus": "libglib2.0-bin",
     "xclip": "xclip",
 }
+# the StatusNotifierItem host (xfce4-panel) and the second notification server (xfce4-notifyd)
+XFCONFD = next((str(p) for p in Path("/usr/lib").glob("*/xfce4/xfconf/xfconfd")), "/usr/lib/x86_64-linux-gnu/xfce4/xfconf/xfconfd")
+XFCE4_NOTIFYD = next((str(p) for p in Path("/usr/lib").glob("*/xfce4/notifyd/xfce4-notifyd")), "/usr/lib/x86_64-linux-gnu/xfce4/notifyd/xfce4-notifyd")
+XFCE_PROGRAMS = {"xfce4-panel": "xfce4-panel", XFCONFD: "xfconf", XFCE4_NOTIFYD: "xfce4-notifyd"}
+PANEL_XML = Path(__file__).with_name("xfce4-panel.xml")
 MODULES = {"gi": "PyGObject<3.51 (pip)", "dbus": "dbus-python (pip)", "Xlib": "python-xlib (pip)"}
 TYPELIBS = {"Gtk-3.0": "gir1.2-gtk-3.0", "AyatanaAppIndicator3-0.1": "gir1.2-ayatanaappindicator3-0.1"}
 
@@ -81,12 +90,13 @@ DUNSTRC = """[global]
 TRAY_WIDTH, TRAY_HEIGHT = 240, 32
 
 
-def missing() -> list[str]:
+def missing(host: str = "trayer") -> list[str]:
     """The packages this machine lacks for the desktop tests (empty: all there)."""
     out = []
     if not sys.platform.startswith("linux"):
         return ["Linux"]
-    for program, package in PROGRAMS.items():
+    programs = dict(PROGRAMS, **(XFCE_PROGRAMS if host == "xfce" else {}))
+    for program, package in programs.items():
         if shutil.which(program) is None and package not in out:
             out.append(package)
     for module, package in MODULES.items():
@@ -118,7 +128,9 @@ def _read_line_from_fd(fd: int, timeout: float, what: str) -> str:
 
 
 class VirtualDesktop:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, host: str = "trayer", server: str = "dunst") -> None:
+        self.host = host  # "trayer" (XEmbed), "xfce" (xfce4-panel: StatusNotifierItem and XEmbed), or "none"
+        self.server = server  # the notification server: "dunst" or "xfce4-notifyd"
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.procs: list[tuple[str, subprocess.Popen]] = []
@@ -146,7 +158,8 @@ class VirtualDesktop:
         base = {k: v for k, v in os.environ.items() if k not in ("WAYLAND_DISPLAY", "DISPLAY", "DBUS_SESSION_BUS_ADDRESS")}
         runtime = self.dir / "xdg-runtime"
         runtime.mkdir(mode=0o700, exist_ok=True)
-        base.update(NO_AT_BRIDGE="1", GSETTINGS_BACKEND="memory", GDK_BACKEND="x11", XDG_RUNTIME_DIR=str(runtime))
+        base.update(NO_AT_BRIDGE="1", GSETTINGS_BACKEND="memory", GDK_BACKEND="x11", XDG_RUNTIME_DIR=str(runtime),
+                    XDG_CONFIG_HOME=str(self.dir / "config"), XDG_CACHE_HOME=str(self.dir / "cache"))
         self.env = base
         # 1. Xvfb on a free display
         r, w = os.pipe()
@@ -168,11 +181,23 @@ class VirtualDesktop:
             self.env["DBUS_SESSION_BUS_ADDRESS"] = _read_line_from_fd(r, 20, "dbus-daemon's address")
         finally:
             os.close(r)
-        # 3. dunst, the notification server
-        rc = self.dir / "dunstrc"
-        rc.write_text(DUNSTRC)
-        self.spawn("dunst", ["dunst", "-config", str(rc)])
-        poll(self._dunst_answers, 20, 0.1, "dunst on the session bus")
+        # what is asked of the notification server, as it reaches the bus (Notify calls and their actions)
+        self.spawn("dbus-monitor", ["dbus-monitor", "--session", "type='method_call',interface='org.freedesktop.Notifications',member='Notify'"])
+        # 3. the notification server: dunst, or xfce4-notifyd (it reads its settings from xfconfd)
+        if self.server == "dunst":
+            rc = self.dir / "dunstrc"
+            rc.write_text(DUNSTRC)
+            self.spawn("dunst", ["dunst", "-config", str(rc)])
+        else:
+            self.spawn("xfconfd", [XFCONFD])
+            poll(lambda: self._has_name("org.xfce.Xfconf"), 20, 0.1, "xfconfd on the session bus")
+            self.spawn("xfce4-notifyd", [XFCE4_NOTIFYD])
+        poll(self._dunst_answers, 20, 0.1, f"{self.server} on the session bus")
+        if self.host == "none":
+            return self
+        if self.host == "xfce":
+            self._start_xfce_panel()
+            return self
         # 4. trayer, the tray host (XEmbed)
         self.spawn(
             "trayer",
@@ -182,6 +207,32 @@ class VirtualDesktop:
         )
         poll(self._tray_manager, 20, 0.1, "trayer to own _NET_SYSTEM_TRAY_S0")
         return self
+
+    def _start_xfce_panel(self) -> None:
+        """4. xfconfd, then xfce4-panel with its systray plugin: the StatusNotifierWatcher and an XEmbed tray."""
+        channel = self.dir / "config" / "xfce4" / "xfconf" / "xfce-perchannel-xml"
+        channel.mkdir(parents=True, exist_ok=True)
+        (channel / "xfce4-panel.xml").write_text(PANEL_XML.read_text())
+        if self.server == "dunst":
+            self.spawn("xfconfd", [XFCONFD])
+            poll(lambda: self._has_name("org.xfce.Xfconf"), 20, 0.1, "xfconfd on the session bus")
+        self.spawn("xfce4-panel", ["xfce4-panel", "--disable-wm-check"])
+        poll(lambda: self._has_name("org.kde.StatusNotifierWatcher"), 30, 0.1, "xfce4-panel's StatusNotifierWatcher")
+        poll(self._tray_manager, 20, 0.1, "xfce4-panel's systray to own _NET_SYSTEM_TRAY_S0")
+
+    def _has_name(self, name: str) -> bool:
+        self._check_alive()
+        done = subprocess.run(
+            ["gdbus", "call", "--session", "--dest", "org.freedesktop.DBus", "--object-path", "/org/freedesktop/DBus",
+             "--method", "org.freedesktop.DBus.NameHasOwner", name],
+            env=self.env, capture_output=True, text=True, timeout=10,
+        )
+        return "true" in done.stdout
+
+    def gdbus(self, *args: str) -> str:
+        """`gdbus ARGS` on the desktop's bus: its output (raises on failure)."""
+        done = subprocess.run(["gdbus", *args], env=self.env, capture_output=True, text=True, timeout=10, check=True)
+        return done.stdout
 
     def _dunst_answers(self) -> bool:
         self._check_alive()
@@ -204,7 +255,7 @@ class VirtualDesktop:
 
     def _check_alive(self) -> None:
         for name, proc in self.procs:
-            if proc.poll() is not None and name in ("xvfb", "dbus", "dunst", "trayer"):
+            if proc.poll() is not None and name in ("xvfb", "dbus", "dunst", "trayer", "xfconfd", "xfce4-panel", "xfce4-notifyd"):
                 raise AssertionError(f"{name} exited with {proc.returncode}: {self.log(name)[-2000:]}")
 
     def stop(self) -> None:
@@ -245,10 +296,9 @@ class VirtualDesktop:
         return out
 
     def tray_area(self) -> dict | None:
-        for w in self.windows().values():
-            if tuple(w["cls"] or ()) == ("panel", "trayer"):
-                return w
-        return None
+        """The tray host's window: trayer's, or the xfce panel (the widest of its windows)."""
+        panels = [w for w in self.windows().values() if tuple(w["cls"] or ()) in (("panel", "trayer"), ("xfce4-panel", "Xfce4-panel"))]
+        return max(panels, key=lambda w: w["w"]) if panels else None
 
     def find_in_tray(self, match, minimum: int = 20):
         """The centre (x, y) and count of the pixels in the tray for which match(r, g, b) holds."""

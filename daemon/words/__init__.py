@@ -12,8 +12,8 @@ import shlex
 from datetime import datetime, timezone
 from collections.abc import Iterable, Sequence
 
-from .model import Event, EventKind, Exposure, Listener, Owner, Recorded, Unit, UnitKind
-from .ports import service_name
+from ..model import Event, EventKind, Exposure, Listener, Owner, Recorded, Unit, UnitKind
+from ..ports import service_name
 
 # ------------------------------------------------------------------ exposure
 
