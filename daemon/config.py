@@ -108,8 +108,13 @@ def load(path: Path, *, sinks_check: Callable[[Mapping[str, Any]], list[str]] | 
     except tomllib.TOMLDecodeError as err:
         match = re.search(r"line (\d+)", str(err))
         raise ConfigError([Problem(path, int(match.group(1)) if match else None, "", f"not valid TOML: {err}")]) from err
+    except RecursionError as err:  # tomllib recurses once per level of nesting
+        raise ConfigError([Problem(path, _deep_line(text), "", f"nested too deeply (more than {MAX_DEPTH} levels of arrays or tables)")]) from err
     checker = _Checker(path, text, sinks_check)
-    config = checker.config(data)
+    try:
+        config = checker.config(data)
+    except Exception as err:  # whatever the reason, a config that cannot be loaded is a ConfigError
+        raise ConfigError([*checker.problems, Problem(path, None, "", f"cannot be loaded ({type(err).__name__}: {err})")]) from err
     if checker.problems:  # in the file's line order; problems of no line (the whole file) last
         raise ConfigError(sorted(checker.problems, key=lambda p: (p.line is None, p.line or 0)))
     return config
@@ -215,7 +220,11 @@ class _Checker:
             self.problem(f"{name}.unit", "must be a glob on the unit's name, like \"cups.service\", \"firefox\" or \"myapp-*\"")
         until = t.get("until")
         if until is not None:
-            until = _as_utc(until)
+            try:
+                until = _as_utc(until)
+            except (OverflowError, ValueError):
+                self.problem(f"{name}.until", "is out of range: a date-time that lies in or before the year 9999 in UTC")
+                until = False
             if until is None:
                 self.problem(f"{name}.until", "must be a TOML date or date-time, like 2026-12-31T00:00:00Z")
         if len(self.problems) > before:
@@ -230,6 +239,30 @@ class _Checker:
             unit=unit,
             until=until,
         )
+
+
+MAX_DEPTH = 100
+
+
+def _deep_line(text: str) -> int | None:
+    """The line where arrays or inline tables nest deeper than MAX_DEPTH (strings and comments skipped)."""
+    depth = 0
+    for number, line in enumerate(text.splitlines(), 1):
+        quote = None
+        for char in line:
+            if quote:
+                quote = None if char == quote else quote
+            elif char in "\"'":
+                quote = char
+            elif char == "#":
+                break
+            elif char in "[{":
+                depth += 1
+                if depth > MAX_DEPTH:
+                    return number
+            elif char in "]}":
+                depth = max(depth - 1, 0)
+    return None
 
 
 def _as_utc(value: Any) -> datetime | None:

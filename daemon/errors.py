@@ -38,6 +38,17 @@ class StoreError(PortbellError):
         self.path = path
 
 
+class UnwritableDir(StoreError):
+    """A folder portbell must keep its files in cannot be created (HOME unset or not writable, a read-only disk)."""
+
+    def __init__(self, folder: Path, err: OSError) -> None:
+        super().__init__(
+            f"cannot create the state directory {folder} ({err.strerror or err}): make it writable, "
+            "or point PORTBELL_STATE_DIR at a directory this user may write",
+            path=folder,
+        )
+
+
 class ForeignFile(PortbellError):
     """The file at the record's path is not a usable portbell database (the writer moves it aside)."""
 

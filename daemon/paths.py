@@ -2,7 +2,8 @@
 
 Each directory can be moved with an environment variable, which the tests and
 the system-wide mode use: PORTBELL_STATE_DIR (the database), PORTBELL_CONFIG
-(the config file itself), PORTBELL_RUNTIME_DIR (the lock). PORTBELL_STATE_MODE=0640 makes
+(the config file itself), PORTBELL_RUNTIME_DIR (the tray's lock). The daemon's lock lives beside the
+record, whatever the environment says: one record, one lock, one daemon. PORTBELL_STATE_MODE=0640 makes
 the database group-readable (the system-wide mode; read in record/schema.py); anything else keeps 0600.
 """
 
@@ -32,7 +33,7 @@ def config_file() -> Path:
 
 
 def runtime_dir() -> Path:
-    """Where the lock lives: $XDG_RUNTIME_DIR/portbell on Linux. Without XDG_RUNTIME_DIR (a
+    """Where the tray's lock lives: $XDG_RUNTIME_DIR/portbell on Linux. Without XDG_RUNTIME_DIR (a
     root shell, cron, ssh without a session) the state dir, private too: platformdirs
     would warn and fall back to a shared /tmp path."""
     env = os.environ.get("PORTBELL_RUNTIME_DIR")
@@ -47,13 +48,28 @@ def runtime_dir() -> Path:
 
 
 def lock_file() -> Path:
-    return runtime_dir() / "daemon.lock"
+    """The daemon's instance lock, beside the record: a daemon started with XDG_RUNTIME_DIR and
+    one started without (a login shell and a cron job) find the same lock, so a record never
+    has two writers recording every event twice."""
+    return database().with_name("daemon.lock")
 
 
 def private_dir(path: Path) -> Path:
     """Create a directory readable by its owner only (an existing one keeps its mode)."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
+
+
+def read_text(path: Path) -> str:
+    """A small file of portbell's own, read without following a symbolic link (OSError when it is
+    one, or not a regular file)."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return f.read(1 << 20).decode("utf-8")
 
 
 def write_atomic(path: Path, text: str, mode: int = 0o600, *, fsync: bool = False) -> None:

@@ -180,6 +180,7 @@ def test_portbell_alone_picks_the_tray_on_a_desktop_and_the_daemon_without(monke
     from portbell.daemon import cli
 
     monkeypatch.setenv("PORTBELL_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.setenv("PORTBELL_STATE_DIR", str(tmp_path))  # the daemon's lock is beside the record
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     monkeypatch.setenv("DISPLAY", ":99")
     assert cli._main_job(False) == ["tray"]

@@ -48,12 +48,24 @@ def test_a_failed_sample_is_not_an_empty_one():
     assert [(e.kind, e.key.port) for e in after.events] == [(EventKind.OPENED, 3)]  # nothing "closed"
 
 
-def test_coverage_change_rebaselines_instead_of_reporting():
-    m = Monitor(Replay(snap(1, complete=False), snap(1, 2, 3, complete=True), snap(1, 2)))
+def test_coverage_change_keeps_opened_and_closed_and_takes_owner_differences_silently():
+    hidden = Listener(Transport.TCP, 4, "0.0.0.0", 1, Exposure.ALL_INTERFACES, owners=(Owner(pid=None, uid=0),))
+    partial = snapshot_of([hidden, li(4)], T0, complete=False, sampler="replay")
+    m = Monitor(Replay(partial, snap(1, 2, 3, complete=True), snap(1, 2)))
     m.poll()
-    rebase = m.poll()
-    assert rebase.baseline and rebase.events == []
+    flip = m.poll()
+    assert not flip.baseline and flip.refresh
+    # 1's owner became visible: not news; 2 and 3 opened and 4 closed across the flip: news
+    assert sorted((str(e.kind), e.key.port) for e in flip.events) == [("closed", 4), ("opened", 2), ("opened", 3)]
     assert [(e.kind, e.key.port) for e in m.poll().events] == [(EventKind.CLOSED, 3)]
+
+
+def test_coverage_change_still_reports_a_change_of_the_socket_itself():
+    v6 = Listener(Transport.TCP, 6, "::", 7, Exposure.ALL_INTERFACES, dual_stack=False, owners=(Owner(pid=None, uid=0),))
+    dual = Listener(Transport.TCP, 6, "::", 7, Exposure.ALL_INTERFACES, dual_stack=True, owners=(Owner(pid=7, uid=0),))
+    m = Monitor(Replay(snapshot_of([v6], T0, complete=False), snapshot_of([dual], T0, complete=True)))
+    m.poll()
+    assert [(e.kind, e.key.port) for e in m.poll().events] == [(EventKind.CHANGED, 7)]
 
 
 def test_run_stops_when_asked_and_polls_every_interval():

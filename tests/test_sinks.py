@@ -576,18 +576,22 @@ def test_hook_never_runs_more_than_max_concurrent_at_once(tmp_path):
     assert len(seen) == 6 and max(seen) == 2
 
 
-def test_hook_queue_is_bounded_and_drops_the_oldest_with_a_warning(tmp_path, caplog):
+def test_hook_queue_is_bounded_and_the_rest_waits_in_the_record_not_dropped(tmp_path):
+    record = [recorded(i) for i in range(1, 7)]
     hook = HookSink([sys.executable, "-c", CONCURRENT, str(tmp_path)], max_concurrent=1, max_queued=2)
-    hook.emit([recorded(1)], snap())
+    dispatcher = Dispatcher([hook], source=lambda after, limit: [r for r in record if r.id > after][:limit])
+    dispatcher.dispatch(record, snap())
     wait_for(lambda: (tmp_path / "start-1").exists(), what="the first run")
-    with caplog.at_level(logging.WARNING, logger="portbell.sinks"):
-        hook.emit([recorded(i) for i in range(2, 6)], snap())
-    assert hook.dropped == 2 and hook.queued == 2
-    assert "dropped the oldest (event 2)" in caplog.text
+    assert hook.queued <= 2 and dispatcher.cursors() == {"hook": 0}  # nothing finished yet
     (tmp_path / "release").touch()
-    wait_for(lambda: len(list(tmp_path.glob("done-*"))) == 3 and hook.running == 0, what="the kept runs")
-    hook.close()
-    assert sorted(p.name for p in tmp_path.glob("done-*")) == ["done-1", "done-4", "done-5"]
+
+    def all_done():
+        dispatcher.dispatch([], snap())  # each poll hands the hook what it has room for
+        return len(list(tmp_path.glob("done-*"))) == 6 and dispatcher.cursors() == {"hook": 6}
+
+    wait_for(all_done, what="all six runs, none dropped")
+    dispatcher.close()
+    assert sorted(p.name for p in tmp_path.glob("done-*")) == [f"done-{i}" for i in range(1, 7)]
 
 
 def test_hook_failures_are_logged_once_per_streak(tmp_path, caplog):
@@ -601,7 +605,7 @@ def test_hook_failures_are_logged_once_per_streak(tmp_path, caplog):
     assert len(warnings) == 1 and "status 3: boom" in warnings[0].getMessage()
 
 
-def test_hook_close_drops_waiting_runs_and_kills_the_running_ones(tmp_path, caplog):
+def test_hook_close_keeps_waiting_runs_owed_and_kills_the_running_ones(tmp_path, caplog):
     hook = HookSink([sys.executable, "-c", SLEEPER, str(tmp_path)], timeout_s=120, max_concurrent=1)
     hook.emit([recorded(1), recorded(2)], snap())
     pids = wait_for(lambda: (tmp_path / "pids").exists() and [int(p) for p in (tmp_path / "pids").read_text().split()], what="the hook's pids")
@@ -612,7 +616,8 @@ def test_hook_close_drops_waiting_runs_and_kills_the_running_ones(tmp_path, capl
     # SIGKILL is sent by close(); the kernel ends and the reaper collects them a moment later
     wait_for(lambda: all(_gone(p) for p in pids), what="the killed hook and its child to be gone")
     assert hook.running == 0 and hook.started == 1
-    assert "1 runs still waiting at shutdown were dropped" in caplog.text and "killed 1 runs" in caplog.text
+    assert "1 runs still waiting at shutdown stay in the record" in caplog.text and "killed 1 runs" in caplog.text
+    assert hook.done_through(2) == 0  # neither finished: both are owed at the next start
     with pytest.raises(SinkError):
         hook.emit([recorded(3)], snap())
 

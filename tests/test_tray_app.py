@@ -337,7 +337,7 @@ def test_without_a_graphical_session_the_tray_says_so_and_exits_1(home):
     assert done.returncode == 1
     assert "no graphical session" in done.stderr and "DISPLAY" in done.stderr
     assert "pystray" not in done.stderr and "Traceback" not in done.stderr
-    assert InstanceLock.holder(home / "run" / "daemon.lock") is None  # and no daemon was started
+    assert InstanceLock.holder(home / "state" / "daemon.lock") is None  # and no daemon was started (its lock is beside the record)
     assert graphical_session({"WAYLAND_DISPLAY": "wayland-0"}) is None
 
 

@@ -192,7 +192,7 @@ def test_forcing_the_xorg_backend_says_what_it_lacks_and_status_names_it(desktop
     try:
         from portbell.daemon.service import InstanceLock
 
-        poll(lambda: InstanceLock.holder(tmp_path / "run" / "daemon.lock") == daemon.pid, 20, what="the daemon")
+        poll(lambda: InstanceLock.holder(tmp_path / "state" / "daemon.lock") == daemon.pid, 20, what="the daemon")
         tray = desktop.spawn("tray-xorg", [sys.executable, "-m", "portbell.daemon", "tray"], env=env)
         try:
             poll(lambda: "pystray backend" in desktop.log("tray-xorg") or tray.poll() is not None, 30, what="the start line")
@@ -252,6 +252,6 @@ def test_a_plain_install_without_pygobject_says_the_one_step_that_gives_the_menu
         for name in ("daemon.lock",):
             from portbell.daemon.service import InstanceLock
 
-            pid = InstanceLock.holder(tmp_path / "run" / name)
+            pid = InstanceLock.holder(tmp_path / "state" / name)  # the daemon's lock is beside the record
             if pid:
                 os.kill(pid, signal.SIGTERM)

@@ -47,7 +47,7 @@ class TrayState:
     @classmethod
     def load(cls, path: Path) -> TrayState:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(paths.read_text(path))  # never through a symbolic link
             if data.get("version") != STATE_VERSION:
                 raise ValueError(f"version {data.get('version')!r}")
             return cls(

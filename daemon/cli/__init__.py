@@ -226,3 +226,7 @@ def _main(argv: Sequence[str] | None, collecting: bool) -> int:
         return 1
     except BrokenPipeError:  # `portbell ls | head`
         return 0
+    except OSError as err:  # a file or folder refused us: a sentence, never a traceback
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"portbell: {err.strerror or err}{where}", file=sys.stderr)
+        return 1

@@ -43,6 +43,7 @@ def cmd_daemon(args) -> int:
         if args.json:
             out = lambda rec: print(json.dumps(rec.to_dict()), flush=True)  # noqa: E731
         daemon = Daemon(store=store, sampler=sampler, config=config, config_path=path, out=out)
+        daemon.note = lock.note  # failing writes, where `status` finds them even on a full disk
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())

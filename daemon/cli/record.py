@@ -43,6 +43,9 @@ def cmd_events(args) -> int:
     store = _reader()
     painted = colour(args)
     try:
+        # data_version before the query: a commit landing between the two is seen at the next
+        # tick instead of being held back until the next commit
+        version, floor = store.data_version(), store.last_id()
         records = store.events(since=since, port=args.port, process=args.process, alerts_only=args.alerts, limit=args.limit)
         # The date on every line as soon as one line is not from today (local time).
         dated = not words.all_today((r.event.at for r in records), now)
@@ -54,12 +57,12 @@ def cmd_events(args) -> int:
                     print("No events" + (" in that time" if since else " in the record") + ".", file=sys.stderr)
                 return 1  # as `history`: a clean "no"
             return 0
-        last = records[-1].id if records else store.last_id()
-        version = store.data_version()
+        last = records[-1].id if records else floor
         while not stop.wait(0.25):
-            if store.data_version() == version:
+            now_version = store.data_version()
+            if now_version == version:
                 continue  # nothing committed since: one cheap pragma per tick
-            version = store.data_version()
+            version = now_version
             for rec in store.events(after_id=last, port=args.port, process=args.process, alerts_only=args.alerts):
                 dated = dated or not words.all_today([rec.event.at], now)  # past midnight: dates from then on
                 _print_record(rec, args.json, dated, painted)
@@ -113,6 +116,7 @@ def cmd_status(args) -> int:
     from ..errors import StoreError
 
     pid = InstanceLock.holder(paths.lock_file())
+    failing = InstanceLock.note_of(paths.lock_file())  # e.g. "writes failing since ...: disk full"
     info, counts = None, None
     try:
         store = _reader()
@@ -129,7 +133,8 @@ def cmd_status(args) -> int:
     tray = _tray_note(InstanceLock)
     if args.json:
         print(json.dumps({"version": SCHEMA_VERSION, "running": running, "pid": pid, "daemon": info, "counts": counts,
-                          "last_sample_at": iso(sampled), "database": str(paths.database()), "tray": tray}))
+                          "last_sample_at": iso(sampled), "database": str(paths.database()), "tray": tray,
+                          "problem": failing}))  # fmt: skip
         return 0 if running else 1
     if tray:
         print(f"The tray is running: pid {tray['pid']}, {phrases.tray_backend_sentence(tray['backend'], tray['menu'], tray['why'])}.")
@@ -141,6 +146,8 @@ def cmd_status(args) -> int:
             print(note)
         return 1
     print(f"The portbell daemon is running: pid {pid}.")
+    if failing:
+        print(f"  failing      {failing}; what it sees waits in memory and is recorded when it can write")
     if info and info.get("pid") == pid:
         started = datetime.fromisoformat(info["started_at"])
         print(f"  since        {words.since(started)}")

@@ -6,11 +6,13 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import stat
 import time
 from pathlib import Path
 from typing import Iterable
+from urllib.parse import quote
 
-from ..errors import ForeignFile, StoreError
+from ..errors import ForeignFile, PortbellError, StoreError, UnwritableDir
 
 APPLICATION_ID = 0x70626C6C  # "pbll": marks the file as portbell's
 SCHEMA = 2
@@ -54,51 +56,217 @@ MIGRATIONS: dict[int, str] = {
 }
 
 
-def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    """Open (the writer creates and migrates; readers never change the file)."""
-    if readonly:
-        if not path.exists():
-            raise StoreError(f"no history yet at {path}: start `portbell daemon` to keep one", path=path)
-        try:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5, isolation_level=None)
-            check(conn, path)
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version < SCHEMA:  # empty, or older: only the writer creates and migrates
-                raise StoreError(f"no history yet at {path}: start `portbell daemon` to keep one", path=path)
-        except (sqlite3.DatabaseError, ForeignFile) as err:
-            raise StoreError(f"{path} is not a usable portbell database ({err})", path=path) from err
-        return conn
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+SQLITE_MAGIC = b"SQLite format 3\x00"
+BUSY_TIMEOUT_S = 10.0  # a record another process holds locked: wait this long, then say so
+_BUSY = {"SQLITE_BUSY", "SQLITE_LOCKED"}
+_BROKEN = {"SQLITE_NOTADB", "SQLITE_CORRUPT"}
+
+
+def connect(path: Path, *, readonly: bool = False, busy_timeout_s: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
+    """Open (the writer creates and migrates; readers never change the file).
+
+    The record is a regular file, never reached through a symbolic link (neither it nor its
+    -wal and -shm). Busy or locked (another process holds it) means wait `busy_timeout_s`, then
+    a StoreError; only a file that is truly not a portbell database, or fails its integrity
+    check, is moved aside (by the writer: renamed, byte for byte, mode kept). Every failure a
+    person can meet is a StoreError whose message says what is wrong and what to do."""
+    return _reader(path, busy_timeout_s) if readonly else _writer(path, busy_timeout_s)
+
+
+def _reader(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
+    kind = _kind(path)
+    if kind == "missing":
+        raise StoreError(f"no history yet at {path}: start `portbell daemon` to keep one", path=path)
+    _refuse_odd(path, kind)
+    uri = f"file:{quote(str(path))}?mode=ro"
+    if not os.path.lexists(f"{path}-wal") and not os.access(path.parent, os.W_OK):
+        # No daemon is writing (it removes the -wal when it stops) and we may not create the
+        # -shm beside it (the system-wide record's group): nothing can change under us.
+        uri += "&immutable=1"
     try:
-        return _open_writer(path)
+        conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout_s, isolation_level=None)
+        check(conn, path)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
     except ForeignFile as err:
-        aside = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
+        raise StoreError(f"{path} is not a usable portbell database ({err})", path=path) from err
+    except sqlite3.DatabaseError as err:
+        raise _translate(err, path, writing=False) from err
+    if version < SCHEMA:  # empty, or older: only the writer creates and migrates
+        conn.close()
+        raise StoreError(f"no history yet at {path}: start `portbell daemon` to keep one", path=path)
+    return conn
+
+
+def _writer(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as err:
+        raise UnwritableDir(path.parent, err) from err
+    kind = _kind(path)
+    _refuse_odd(path, kind)
+    if kind == "file":
+        foreign = identify(path)
+        if foreign:
+            _move_aside(path, foreign)
+    try:
+        return _open_writer(path, busy_timeout_s)
+    except ForeignFile as err:  # found broken only once opened (integrity check, malformed pages)
+        _move_aside(path, str(err))
+        return _open_writer(path, busy_timeout_s)
+
+
+def _kind(path: Path) -> str:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return "missing"
+    except OSError as err:
+        raise StoreError(f"cannot look at the record {path}: {err.strerror or err}", path=path) from err
+    if stat.S_ISLNK(st.st_mode):
+        return "link"
+    if stat.S_ISDIR(st.st_mode):
+        return "directory"
+    return "file" if stat.S_ISREG(st.st_mode) else "other"
+
+
+def _refuse_odd(path: Path, kind: str) -> None:
+    what = {"link": "a symbolic link", "directory": "a directory", "other": "not a regular file"}.get(kind)
+    if what is None:
+        for suffix in ("-wal", "-shm"):
+            if os.path.islink(f"{path}{suffix}"):
+                what, path = "a symbolic link", Path(f"{path}{suffix}")
+                break
+        else:
+            return
+    raise StoreError(
+        f"{path} is {what}, not portbell's record: portbell never opens its record through a link "
+        "or writes into something it did not create. Move it away, or point PORTBELL_STATE_DIR elsewhere.",
+        path=path,
+    )
+
+
+def identify(path: Path) -> str | None:
+    """Why the file at `path` is not a portbell database, read without changing a byte; None
+    when it is empty or portbell's (its integrity is checked once opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        try:
+            head = os.read(fd, 100)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise _oserror(err, path, writing=False) from err
+    if not head:
+        return None
+    if len(head) < 100 or not head.startswith(SQLITE_MAGIC):
+        return "not an SQLite database"
+    app = int.from_bytes(head[68:72], "big")
+    if app == APPLICATION_ID:
+        return None
+    if app != 0:
+        return f"application id {app:#x} is not portbell's"
+    if head[18:20] != b"\x02\x02":  # portbell's record is in WAL mode from its first page
+        return "an SQLite database of another program (not in WAL mode, no portbell application id)"
+    if os.path.getsize(f"{path}-wal") if os.path.exists(f"{path}-wal") else 0:
+        return None  # WAL mode: the page with the application id may still be in the -wal only
+    return "an SQLite database of another program (no portbell application id)"
+
+
+def _move_aside(path: Path, why: str) -> None:
+    """Rename the file (and its -wal, -shm): the same bytes and mode under a new name, never deleted."""
+    aside = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
+    n = 1
+    while os.path.lexists(aside):
+        n += 1
+        aside = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+    try:
         for suffix in ("", "-wal", "-shm"):
             src = Path(str(path) + suffix)
-            if src.exists():
+            if os.path.lexists(src):
                 os.replace(src, Path(str(aside) + suffix))
-        logging.getLogger("portbell").warning(
-            "%s was not a usable portbell database (%s); moved it to %s and started a new one", path, err, aside
-        )
-        return _open_writer(path)
+    except OSError as err:
+        raise _oserror(err, path, writing=True) from err
+    logging.getLogger("portbell").warning(
+        "%s was not a usable portbell database (%s); moved it to %s and started a new one", path, why, aside
+    )
 
-def _open_writer(path: Path) -> sqlite3.Connection:
+
+def _open_writer(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
     # Private from the first byte; 0640 only when asked (PORTBELL_STATE_MODE, the system-wide
     # mode, whose group reads the record). SQLite gives the -wal and -shm files the same mode.
     mode = 0o640 if os.environ.get("PORTBELL_STATE_MODE") == "0640" else 0o600
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, mode)
-    os.close(fd)
-    os.chmod(path, mode)
     try:
-        conn = sqlite3.connect(path, timeout=10, isolation_level=None)
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints, never corrupt
-        conn.execute("PRAGMA foreign_keys = ON")
-        check(conn, path)
-        migrate(conn)
-    except sqlite3.DatabaseError as err:
-        raise ForeignFile(str(err)) from err
-    return conn
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), mode)
+    except OSError as err:
+        raise _oserror(err, path, writing=True) from err
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise StoreError(f"{path} is not a regular file, not portbell's record", path=path)
+        if stat.S_IMODE(st.st_mode) != mode and hasattr(os, "fchmod"):
+            os.fchmod(fd, mode)  # on the file itself, never through a path
+        try:
+            conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
+        except sqlite3.DatabaseError as err:
+            raise _translate(err, path, writing=True) from err
+        try:
+            now = os.lstat(path)
+            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):  # swapped under us
+                conn.close()
+                raise StoreError(f"{path} was replaced while portbell opened it; try again", path=path)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints, never corrupt
+            conn.execute("PRAGMA foreign_keys = ON")
+            check(conn, path)
+            migrate(conn)
+        except (sqlite3.DatabaseError, PortbellError) as err:
+            conn.close()
+            if isinstance(err, sqlite3.DatabaseError):
+                raise _translate(err, path, writing=True) from err
+            raise
+        return conn
+    finally:
+        os.close(fd)
+
+
+def _translate(err: sqlite3.DatabaseError, path: Path, *, writing: bool) -> PortbellError:
+    """An SQLite error as what it means here: broken (ForeignFile, moved aside by the writer),
+    busy (wait, then say so), or a sentence about permissions and space."""
+    name = getattr(err, "sqlite_errorname", "") or ""
+    if name in _BROKEN or (not name and "not a database" in str(err)):
+        return ForeignFile(str(err)) if writing else StoreError(f"{path} is not a usable portbell database ({err})", path=path)
+    if name.startswith(tuple(_BUSY)) or "locked" in str(err) or "busy" in str(err):
+        return StoreError(
+            f"the record {path} is busy: another process holds it locked ({err}); it was left as it is. "
+            "Try again in a moment, or find the holder with `fuser -v` on the file",
+            path=path,
+        )
+    if name.startswith("SQLITE_FULL"):
+        return StoreError(f"cannot write the record {path}: the disk is full", path=path)
+    return _oserror(OSError(0, str(err)), path, writing=writing)
+
+
+def _oserror(err: OSError, path: Path, *, writing: bool) -> StoreError:
+    """What a refused open means, in a sentence: which file or folder, and what to do."""
+    folder = path.parent
+    why = err.strerror or str(err)
+    if writing:
+        if os.path.exists(path) and not os.access(path, os.W_OK):
+            why = "the file is read-only to this user"
+        elif not os.access(folder, os.W_OK):
+            why = f"its folder {folder} is read-only to this user (SQLite writes the -wal and -shm beside it)"
+        return StoreError(
+            f"cannot write the record {path}: {why}. Decisions and history are written by the record's "
+            "owner (for the system-wide record, run this as the daemon's user); or point PORTBELL_STATE_DIR "
+            "at a folder this user may write",
+            path=path,
+        )
+    for name in (f"{path}-wal", f"{path}-shm", str(path)):
+        if os.path.exists(name) and not os.access(name, os.R_OK):
+            why = f"{name} is not readable by this user (the system-wide record is readable by its group)"
+            break
+    return StoreError(f"cannot read the record {path}: {why}", path=path)
+
 
 def check(conn: sqlite3.Connection, path: Path) -> None:
     app = conn.execute("PRAGMA application_id").fetchone()[0]

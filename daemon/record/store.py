@@ -99,52 +99,59 @@ class Store:
         *,
         baseline: bool = False,
         found_at_start: bool = False,
+        refresh: bool = False,
     ) -> list[Recorded]:
-        """Commit one poll: its events, the listeners now, the memory. All or nothing."""
+        """Commit one poll: its events, the listeners now, the memory. All or nothing.
+
+        `refresh` (the coverage changed): every listener's stored attributes become the
+        snapshot's too, also those whose owner difference was taken silently."""
+        return self.record_polls([(snapshot, events, baseline, found_at_start, refresh)])
+
+    def record_polls(self, polls: Sequence[tuple]) -> list[Recorded]:
+        """Commit several polls, oldest first, in one transaction (what waited for a full disk):
+        each is (snapshot, [(event, verdict)], baseline, found_at_start, refresh)."""
         out: list[Recorded] = []
-        now = _ts(snapshot.taken_at)
         with self._transaction():
-            for event, verdict in events:
-                li = event.listener
-                cur = self.conn.execute(
-                    "INSERT INTO events (at, kind, transport, address, port, program, names, listener, previous,"
-                    " alert, reason, baseline, found_at_start) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        _ts(event.at), str(event.kind), str(li.transport), li.address, li.port,
-                        program_of(li), _names(li), json.dumps(li.to_dict()),
-                        json.dumps(event.previous.to_dict()) if event.previous else None,
-                        int(verdict.alert), verdict.reason, int(baseline), int(found_at_start),
-                    ),
-                )
-                out.append(Recorded(cur.lastrowid, event, verdict.alert, verdict.reason, baseline, found_at_start))
-                if event.kind is EventKind.CLOSED:
-                    self.conn.execute(
-                        "DELETE FROM listeners WHERE transport = ? AND address = ? AND port = ?",
-                        (str(li.transport), li.address, li.port),
-                    )
-                else:
-                    since = now if event.kind is EventKind.OPENED else None
-                    self.conn.execute(
-                        "INSERT INTO listeners (transport, address, port, data, since) VALUES (?,?,?,?,?)"
-                        " ON CONFLICT DO UPDATE SET data = excluded.data",
-                        (str(li.transport), li.address, li.port, json.dumps(li.to_dict()), since or now),
-                    )
-                    self._remember(li, now)
-            self._set_coverage(snapshot)
+            for snapshot, events, baseline, found_at_start, refresh in polls:
+                out += self._record_one(snapshot, events, baseline, found_at_start, refresh)
         return out
 
-    def rebaseline(self, snapshot: Snapshot) -> None:
-        """Coverage changed: the listeners now are the new truth, silently (no events)."""
+    def _record_one(self, snapshot, events, baseline, found_at_start, refresh) -> list[Recorded]:
+        out: list[Recorded] = []
         now = _ts(snapshot.taken_at)
-        with self._transaction():
-            self.conn.execute("DELETE FROM listeners")
-            self.conn.executemany(
-                "INSERT INTO listeners (transport, address, port, data, since) VALUES (?,?,?,?,?)",
-                [(str(li.transport), li.address, li.port, json.dumps(li.to_dict()), now) for li in snapshot.listeners.values()],
+        for event, verdict in events:
+            li = event.listener
+            cur = self.conn.execute(
+                "INSERT INTO events (at, kind, transport, address, port, program, names, listener, previous,"
+                " alert, reason, baseline, found_at_start) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    _ts(event.at), str(event.kind), str(li.transport), li.address, li.port,
+                    program_of(li), _names(li), json.dumps(li.to_dict()),
+                    json.dumps(event.previous.to_dict()) if event.previous else None,
+                    int(verdict.alert), verdict.reason, int(baseline), int(found_at_start),
+                ),
             )
-            for li in snapshot.listeners.values():
+            out.append(Recorded(cur.lastrowid, event, verdict.alert, verdict.reason, baseline, found_at_start))
+            if event.kind is EventKind.CLOSED:
+                self.conn.execute(
+                    "DELETE FROM listeners WHERE transport = ? AND address = ? AND port = ?",
+                    (str(li.transport), li.address, li.port),
+                )
+            else:
+                since = now if event.kind is EventKind.OPENED else None
+                self.conn.execute(
+                    "INSERT INTO listeners (transport, address, port, data, since) VALUES (?,?,?,?,?)"
+                    " ON CONFLICT DO UPDATE SET data = excluded.data",
+                    (str(li.transport), li.address, li.port, json.dumps(li.to_dict()), since or now),
+                )
                 self._remember(li, now)
-            self._set_coverage(snapshot)
+        if refresh:
+            self.conn.executemany(
+                "UPDATE listeners SET data = ? WHERE transport = ? AND address = ? AND port = ?",
+                [(json.dumps(li.to_dict()), str(li.transport), li.address, li.port) for li in snapshot.listeners.values()],
+            )
+        self._set_coverage(snapshot)
+        return out
 
     def _set_coverage(self, snapshot: Snapshot) -> None:
         self._put("coverage", json.dumps([snapshot.sampler, snapshot.complete]))
@@ -172,7 +179,16 @@ class Store:
                 store.conn.execute("BEGIN IMMEDIATE")
 
             def __exit__(self, kind, _value, _tb):
-                store.conn.execute("ROLLBACK" if kind else "COMMIT")
+                if kind is None:
+                    try:
+                        store.conn.execute("COMMIT")
+                        return False
+                    except sqlite3.Error:  # a full disk fails at COMMIT: never stay inside the transaction
+                        if store.conn.in_transaction:
+                            store.conn.execute("ROLLBACK")
+                        raise
+                if store.conn.in_transaction:
+                    store.conn.execute("ROLLBACK")
                 return False
 
         return _Tx()
@@ -180,6 +196,16 @@ class Store:
     def set_meta(self, key: str, value: str) -> None:
         with self._transaction():
             self._put(key, value)
+
+    def cursors(self) -> dict[str, int]:
+        """Per sink, the id of the last record it has finished with (`sink:<name>` in meta)."""
+        rows = self.conn.execute("SELECT key, value FROM meta WHERE key LIKE 'sink:%'").fetchall()
+        return {key[5:]: int(value) for key, value in rows if value.isdigit()}
+
+    def set_cursors(self, cursors: dict[str, int]) -> None:
+        with self._transaction():
+            for name, record_id in cursors.items():
+                self._put(f"sink:{name}", str(record_id))
 
     def heartbeat(self, info: dict) -> None:
         with self._transaction():
@@ -222,7 +248,10 @@ class Store:
         after_id: int = 0,
         alerts_only: bool = False,
         limit: int | None = None,
+        first: int | None = None,
     ) -> list[Recorded]:
+        """The history, oldest first; `limit`: only the newest that many; `first`: only the oldest
+        that many (a sink reading on from its cursor)."""
         sql = "SELECT id, at, kind, listener, previous, alert, reason, baseline, found_at_start FROM events WHERE id > ?"
         args: list = [after_id]
         if since is not None:
@@ -241,7 +270,9 @@ class Store:
         if alerts_only:
             sql += " AND alert = 1"
         sql += " ORDER BY id"
-        if limit is not None:
+        if first is not None:
+            sql += f" LIMIT {int(first)}"
+        elif limit is not None:
             sql = f"SELECT * FROM ({sql.replace('ORDER BY id', 'ORDER BY id DESC')} LIMIT {int(limit)}) ORDER BY id"
         return [self._row(r) for r in self.conn.execute(sql, args)]
 

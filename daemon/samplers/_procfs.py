@@ -216,11 +216,6 @@ class Attributor:
         self._recent: dict[int, int] = {}  # pid -> sample when a socket it held went away
         self._young: dict[int, int] = {}  # pid -> sample when it was first seen
 
-    @property
-    def can_read_all(self) -> bool:
-        """Whether every process's descriptors were ours to read (root, and no process hidden even from root)."""
-        return self.root_view and not (self.denied & self.table.procs.keys())
-
     def close(self) -> None:
         self.table.close()
 

@@ -26,6 +26,7 @@ log = logging.getLogger("portbell")
 HEARTBEAT_S = 15.0  # how often the record learns the daemon is alive when nothing happens
 CONFIG_CHECK_S = 5.0  # how often the config file's stamp is looked at (SIGHUP reloads at once)
 PRUNE_S = 3600.0
+MAX_UNWRITTEN = 100_000  # events kept in memory while the record cannot be written
 
 
 def utcnow() -> datetime:
@@ -42,8 +43,12 @@ class Daemon:
         self.config_path = config_path
         self.out = out
         self.clock = clock
-        self.dispatcher = Dispatcher(build(config.sinks))
-        self._delivered = self._replay_undelivered()
+        self._unwritten: list[tuple] = []  # polls the record could not take yet (a full disk), in order
+        self.write_error: str | None = None
+        self.note: Callable[[str], None] = lambda text: None  # where `status` learns of failing writes (the lock)
+        self._newest = store.last_id()
+        self._cursors: dict[str, int] = {}
+        self.dispatcher = self._dispatcher(config.sinks)
         self.monitor = Monitor(sampler)
         self.committed = store.recorded()  # what the record says is listening now
         self.monitor.current = self.committed
@@ -58,6 +63,7 @@ class Daemon:
         self._heartbeat_at = 0.0
         self._prune_at = 0.0
         self.last_sample_at: datetime | None = None
+        self.write_failing_since: datetime | None = None
         self.watchdog_s = int(os.environ.get("WATCHDOG_USEC", "0")) / 2e6
         self._watchdog_at = 0.0
 
@@ -71,70 +77,97 @@ class Daemon:
         snap = poll.snapshot
         if snap is not None:
             self.last_sample_at = snap.taken_at
-            try:
-                records = self._commit(poll)
-                self.committed = snap
-            except (sqlite3.Error, OSError) as err:
-                # Not committed: diff against the last commit next time, so nothing is lost.
-                log.error("cannot write the record (%s); will retry next poll", err)
-                self.monitor.current = self.committed
-                records = []
+            self._unwritten.append(self._decide(poll))
+            records = self._write()
             self.first_poll = False
             if self.out is not None:
                 for rec in records:
                     self.out(rec)
-        self.dispatcher.dispatch(records, snap)  # also on a failed sample: held records are retried
-        self._note_delivered(records)
+        if records:
+            self._newest = records[-1].id
+        self.dispatcher.dispatch(records, snap)  # also on a failed sample: a sink behind reads on
+        self._note_cursors()
         self._housekeeping(snap)
         return records
 
-    def _commit(self, poll: Poll) -> list:
+    def _decide(self, poll: Poll) -> tuple:
+        """One poll's events with their verdicts: (snapshot, [(event, verdict)], baseline, found_at_start, refresh)."""
         snap = poll.snapshot
-        if poll.baseline:
-            if self.committed is None:  # the very first start: a silent baseline of opened events
-                events = [(Event(EventKind.OPENED, snap.taken_at, li), Verdict(False, "baseline: listening when portbell first started")) for li in snap.sorted()]
-                return self.store.record(snap, events, baseline=True)
-            self.store.rebaseline(snap)  # coverage changed: new truth, no news
+        if poll.baseline:  # the very first start: a silent baseline of opened events
+            verdict = Verdict(False, "baseline: listening when portbell first started")
+            return (snap, [(Event(EventKind.OPENED, snap.taken_at, li), verdict) for li in snap.sorted()], True, False, False)
+        decided = []
+        if poll.events:
+            self._refresh_decisions()
+            now = self.clock()
+            decided = [(e, self.policy.decide(e, self.store, now)) for e in poll.events]
+        return (snap, decided, False, self.first_poll, poll.refresh)
+
+    def _write(self) -> list:
+        """Commit every poll not yet in the record, oldest first, in one transaction.
+
+        When the record cannot be written (a full or read-only disk), the polls wait here, in
+        order, and are committed when it can: a listener that opened and closed meanwhile is
+        still recorded. Bounded: past MAX_UNWRITTEN events they are given up for the net
+        difference between the record and the machine (diffed at the next poll), and that is
+        logged."""
+        polls = [p for p in self._unwritten if p[1] or p[2] or p[4]]
+        if not polls:  # nothing new: nothing to write (a steady poll costs no transaction)
+            self.committed = self._unwritten[-1][0]
+            self._unwritten.clear()
             return []
-        if not poll.events:
-            return []
-        self._refresh_decisions()
-        now = self.clock()
-        decided = [(e, self.policy.decide(e, self.store, now)) for e in poll.events]
-        return self.store.record(snap, decided, found_at_start=self.first_poll)
-
-    # -------------------------------------------------------------- sinks after a crash
-
-    def _replay_undelivered(self) -> int:
-        """Records committed but not handed to every sink when the last daemon stopped
-        (kill -9 between the commit and the sinks, or a sink failing at exit) go to the
-        sinks now: at least once, in order. Without sinks, nothing is owed."""
-        last = self._newest = self.store.last_id()
-        marker = self.store.meta("sinks_delivered")
-        if not self.dispatcher.sinks or marker is None or not marker.isdigit():
-            self._set_delivered(last)
-            return last
-        owed = self.store.events(after_id=int(marker))
-        if owed:
-            log.warning("handing %d records the sinks did not get before the last stop to them now", len(owed))
-            self.dispatcher.dispatch(owed, None)
-        return self._set_delivered(self.dispatcher.delivered_through(last))
-
-    def _note_delivered(self, records: list) -> None:
-        if not self.dispatcher.sinks:
-            return
-        if records:
-            self._newest = records[-1].id
-        through = self.dispatcher.delivered_through(self._newest)
-        if through != self._delivered:
-            self._delivered = self._set_delivered(through)
-
-    def _set_delivered(self, record_id: int) -> int:
         try:
-            self.store.set_meta("sinks_delivered", str(record_id))
+            records = self.store.record_polls(polls)
         except (sqlite3.Error, OSError) as err:
-            log.warning("cannot note what the sinks received: %s", err)
-        return record_id
+            if self.write_error is None:
+                log.error("cannot write the record (%s); keeping what it should hold and retrying every poll", err)
+            self.write_failing_since = self.write_failing_since or self.clock()
+            if self.write_error != str(err):
+                self.note(f"writes failing since {self.write_failing_since.isoformat()}: {err}")
+            self.write_error = str(err)
+            if sum(len(p[1]) for p in self._unwritten) > MAX_UNWRITTEN:
+                log.error("more than %d events wait for the record: keeping only the net difference", MAX_UNWRITTEN)
+                self._unwritten.clear()
+                self.monitor.current = self.committed  # the next poll diffs against what is recorded
+            return []
+        if self.write_error is not None:
+            log.warning("the record can be written again: committed %d events that waited", len(records))
+            self.write_error = self.write_failing_since = None
+            self.note("")
+        self.committed = self._unwritten[-1][0]
+        self._unwritten.clear()
+        return records
+
+    # -------------------------------------------------------------- sinks, each from its cursor
+
+    def _dispatcher(self, tables) -> Dispatcher:
+        """Sinks read the record from their own cursor (kept in the store as `sink:<name>`): what a
+        crash, a clean stop or a failing sink kept from one is read again at the next start. A
+        sink new to this record starts at its newest record (it does not get the whole history)."""
+        sinks = build(tables)
+        cursors = self.store.cursors()
+        legacy = self.store.meta("sinks_delivered")  # before cursors were per sink: one marker for all
+        if legacy and legacy.isdigit():
+            cursors = {s.name: cursors.get(s.name, int(legacy)) for s in sinks}
+        owed = [s.name for s in sinks if cursors.get(s.name, self._newest) < self._newest]
+        if owed:
+            log.warning("sinks %s are behind the record: handing them what they did not get before the last stop", ", ".join(owed))
+        self._cursors = {s.name: cursors.get(s.name, self._newest) for s in sinks}
+        if any(s.name not in cursors for s in sinks):  # a new sink's cursor is kept from its first poll
+            try:
+                self.store.set_cursors(self._cursors)
+            except (sqlite3.Error, OSError) as err:
+                log.warning("cannot note the sinks' cursors: %s", err)
+        return Dispatcher(sinks, source=lambda after, limit: self.store.events(after_id=after, first=limit), cursors=self._cursors, newest=self._newest)
+
+    def _note_cursors(self) -> None:
+        cursors = self.dispatcher.cursors()
+        if cursors != self._cursors:
+            try:
+                self.store.set_cursors(cursors)
+                self._cursors = cursors
+            except (sqlite3.Error, OSError) as err:
+                log.debug("cannot note the sinks' cursors: %s", err)
 
     # -------------------------------------------------------------- upkeep
 
@@ -175,6 +208,8 @@ class Daemon:
             "interval_s": self.config.interval_s,
             "failures": self.monitor.failures,
             "config": str(self.config_path) if self.config_path else None,
+            "write_error": self.write_error,
+            "write_failing_since": self.write_failing_since.isoformat() if self.write_failing_since else None,
             "notes": list(getattr(self.sampler, "notes", None) or ()),  # what the view is missing, for status
         }
         try:
@@ -215,18 +250,25 @@ class Daemon:
         except ConfigError as err:
             log.error("the new configuration is invalid; keeping the previous one:\n%s", err)
             return False
+        except Exception as err:  # config.load promises ConfigError; a daemon never dies of a file
+            log.error("cannot load the new configuration (%s: %s); keeping the previous one", type(err).__name__, err)
+            return False
         old = self.config
         self.config = config
         self.policy = Policy(config.rules + self._decisions, config.notify_loopback)
         if config.sinks != old.sinks:
             self.dispatcher.close(stopping=False)  # a reload: the new sinks take over (the textfile stays up)
-            self.dispatcher = Dispatcher(build(config.sinks))
+            self._note_cursors()
+            self.dispatcher = self._dispatcher(config.sinks)
         log.warning("configuration reloaded from %s", self.config_path)
         return True
 
     def close(self) -> None:
+        if self._unwritten:
+            self._write()  # one last try for what waited for the disk
         self._heartbeat(self.committed)  # the record says when we last sampled
         self.dispatcher.close()
+        self._note_cursors()  # what the sinks did not finish is theirs at the next start
 
 
 def _stamp(path: Path | None):

@@ -2,7 +2,11 @@
 
 Baseline rules (PRODUCT.md, Vocabulary):
 - the first good sample is a baseline: recorded, not reported;
-- a change of coverage (sampler, complete/partial view) re-baselines silently;
+- a change of coverage (sampler, complete/partial view) never drops an opened or
+  closed event: keys come from the kernel and are always complete. Only a
+  `changed` whose difference is the owners (what the view could see) is taken
+  silently (`Poll.refresh`: the record takes the new attributes, no news); a
+  change of exposure or dual-stack under the same key is still reported;
 - a failed sample is not an empty one: the last good snapshot stays, so the
   next good sample is compared with it and nothing is reported closed.
 """
@@ -15,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import SampleError
-from ..model import Event, Snapshot
+from ..model import Event, EventKind, Snapshot
 from ..snapshot import diff
 
 log = logging.getLogger("portbell")
@@ -26,6 +30,7 @@ class Poll:
     snapshot: Snapshot | None  # None when the sample failed
     events: list[Event] = field(default_factory=list)
     baseline: bool = False  # this snapshot starts a new baseline: nothing to report
+    refresh: bool = False  # coverage changed: store every listener's attributes as they are now
     error: str | None = None
 
 
@@ -50,9 +55,18 @@ class Monitor:
         if previous is None:
             return Poll(snap, baseline=True)
         if previous.coverage != snap.coverage:
-            log.info("view changed from %s to %s: new baseline", previous.coverage, snap.coverage)
-            return Poll(snap, baseline=True)
+            log.info("view changed from %s to %s: owner differences taken silently", previous.coverage, snap.coverage)
+            return Poll(snap, [e for e in diff(previous, snap) if not _visibility_only(e)], refresh=True)
         return Poll(snap, diff(previous, snap))
+
+
+def _visibility_only(event: Event) -> bool:
+    """A `changed` whose only difference may come from what the view could see (owners, and
+    what is learned from them: unit, forwarder, candidates), not from the socket itself."""
+    if event.kind is not EventKind.CHANGED or event.previous is None:
+        return False
+    was, now = event.previous, event.listener
+    return (was.exposure, was.dual_stack) == (now.exposure, now.dual_stack)
 
 
 def run(monitor: Monitor, interval_s: float, stop: threading.Event, handle: Callable[[Poll], None]) -> None:

@@ -1,5 +1,6 @@
-"""Sinks: where committed events go besides the store. Imports: daemon.model, daemon.errors; platformdirs and
-the private sink modules lazily, in build().
+"""Sinks: where committed events go besides the store, and their configuration (the Dispatcher that
+feeds them is in _dispatch). Imports: daemon.model, daemon.errors; platformdirs and the private sink
+modules lazily, in build().
 
 The daemon commits each poll's events to the store first, then hands the
 committed records to the sinks through one Dispatcher:
@@ -34,9 +35,10 @@ A sink runs when its table is present and `enabled` is not false; with no
 Every table also takes `enabled` (default true). Paths must be absolute (`~`
 is expanded). Each sink module's docstring describes its format.
 
-Delivery is at least once and in order per sink: a record reaches a sink after
-its commit, and a batch retried after a partial failure resumes after what the
-sink reported delivered.
+Delivery is at least once and in order per sink, across crashes, clean stops
+and full disks: each sink reads the record from its own cursor (kept in the
+store), a record reaches a sink after its commit, and a batch retried after a
+partial failure resumes after what the sink reported delivered.
 """
 
 from __future__ import annotations
@@ -44,16 +46,14 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-import time
-from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from ..model import Recorded, Snapshot
 from ._common import SinkError
+from ._dispatch import BACKOFF_MAX_S, BACKOFF_MIN_S, Dispatcher
 
-__all__ = ["Sink", "SinkError", "Dispatcher", "validate", "build", "default_jsonl_path", "NAMES"]
+__all__ = ["Sink", "SinkError", "Dispatcher", "BACKOFF_MIN_S", "BACKOFF_MAX_S", "validate", "build", "default_jsonl_path", "NAMES"]
 
 log = logging.getLogger("portbell.sinks")
 
@@ -260,161 +260,3 @@ def build(tables: Mapping[str, Any], *, host: str | None = None) -> list[Sink]:
 
             made.append(PrometheusSink(os.path.expanduser(opts["path"])))
     return made
-
-
-# ---------------------------------------------------------------- dispatch
-
-BACKOFF_MIN_S = 1.0
-BACKOFF_MAX_S = 60.0
-
-
-@dataclass
-class _Lane:
-    """One sink and what it still owes: records held while it fails, and when to try again."""
-
-    sink: Sink
-    pending: deque[Recorded] = field(default_factory=deque)
-    failures: int = 0  # in the current streak
-    retry_at: float = 0.0
-    error: str | None = None
-    dropped: int = 0  # in the current streak
-    dropped_total: int = 0
-    delivered_late: int = 0
-
-
-class Dispatcher:
-    """Hands each poll's committed records to every sink, isolated from each other.
-
-    A sink that raises is logged once per failure streak (its name and the
-    error), its undelivered records are held in a queue of at most
-    `max_pending` (the oldest are dropped, counted and logged, beyond that) and
-    retried on later polls after a backoff that doubles from 1 s up to 60 s.
-    While a sink is held, new records join its queue, so each sink still sees
-    records in order. Sinks are served one after the other on the caller's
-    thread; none of them waits long (see the module docstring), and a raising
-    one never keeps the others from their records. Call it from one thread
-    (the poll loop's). Held records live in memory only: they are in the
-    store, and `close()` (shutdown, or a configuration reload that builds a
-    new Dispatcher) tries them once more and logs how many stay undelivered.
-    """
-
-    def __init__(self, sinks: Sequence[Sink], *, clock: Callable[[], float] = time.monotonic, max_pending: int = 10_000) -> None:
-        if max_pending < 1:
-            raise ValueError("max_pending must be at least 1")
-        self._lanes = [_Lane(s) for s in sinks]
-        self._clock = clock
-        self.max_pending = max_pending
-        self._snapshot: Snapshot | None = None
-
-    @property
-    def sinks(self) -> list[Sink]:
-        return [lane.sink for lane in self._lanes]
-
-    def dispatch(self, records: Sequence[Recorded], snapshot: Snapshot | None) -> None:
-        batch = tuple(records)
-        if snapshot is not None:
-            self._snapshot = snapshot
-        now: float | None = None
-        for lane in self._lanes:
-            if not lane.failures:
-                self._emit(lane, batch, snapshot, held=False)
-                continue
-            if batch:
-                self._hold(lane, batch)
-            if now is None:
-                now = self._clock()
-            if now >= lane.retry_at:
-                self._emit(lane, tuple(lane.pending), snapshot, held=True)
-
-    def _emit(self, lane: _Lane, batch: tuple[Recorded, ...], snapshot: Snapshot | None, *, held: bool) -> bool:
-        try:
-            lane.sink.emit(batch, snapshot)
-        except Exception as err:
-            delivered = min(max(int(getattr(err, "delivered", 0) or 0), 0), len(batch))
-            if held:
-                for _ in range(delivered):
-                    lane.pending.popleft()
-                lane.delivered_late += delivered
-            else:
-                self._hold(lane, batch[delivered:])
-            self._failed(lane, err)
-            return False
-        if held:
-            self._recovered(lane, len(batch))
-        return True
-
-    def _hold(self, lane: _Lane, records: tuple[Recorded, ...]) -> None:
-        lane.pending.extend(records)
-        over = len(lane.pending) - self.max_pending
-        if over > 0:
-            for _ in range(over):
-                lane.pending.popleft()
-            if not lane.dropped:
-                log.warning(
-                    "sink %s: %d records held while it fails, dropping the oldest from now on",
-                    lane.sink.name, self.max_pending,
-                )  # fmt: skip
-            lane.dropped += over
-            lane.dropped_total += over
-
-    def _failed(self, lane: _Lane, err: Exception) -> None:
-        lane.failures += 1
-        lane.error = str(err) or type(err).__name__
-        delay = min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2 ** (lane.failures - 1))
-        lane.retry_at = self._clock() + delay
-        if lane.failures == 1:
-            log.warning(
-                "sink %s failed: %s; holding its %d undelivered records and retrying with backoff",
-                lane.sink.name, lane.error, len(lane.pending),
-                exc_info=not isinstance(err, (SinkError, OSError)),  # a bug in a sink deserves its traceback
-            )  # fmt: skip
-        else:
-            log.debug("sink %s failed again (%d in a row): %s", lane.sink.name, lane.failures, lane.error)
-
-    def _recovered(self, lane: _Lane, count: int) -> None:
-        lost = f", {lane.dropped} dropped while the queue was full" if lane.dropped else ""
-        log.warning(
-            "sink %s works again after %d failures; delivered %d held records%s",
-            lane.sink.name, lane.failures, count + lane.delivered_late, lost,
-        )  # fmt: skip
-        lane.pending.clear()
-        lane.failures = 0
-        lane.retry_at = 0.0
-        lane.error = None
-        lane.dropped = 0
-        lane.delivered_late = 0
-
-    def delivered_through(self, last_id: int) -> int:
-        """The record id up to which every sink has what it is owed (`last_id`, the newest
-        committed, when nothing is held). The daemon keeps it in the store, so records a
-        crash kept from the sinks are handed over again at the next start."""
-        return min([lane.pending[0].id - 1 for lane in self._lanes if lane.pending] + [last_id])
-
-    def status(self) -> list[dict[str, Any]]:
-        """Per sink: name, ok, pending, failures (this streak), error, dropped (since start)."""
-        return [
-            {
-                "name": lane.sink.name,
-                "ok": not lane.failures,
-                "pending": len(lane.pending),
-                "failures": lane.failures,
-                "error": lane.error,
-                "dropped": lane.dropped_total,
-            }
-            for lane in self._lanes
-        ]
-
-    def close(self, *, stopping: bool = True) -> None:
-        """One last try for held records (backoff ignored), then close every sink; never raises.
-
-        `stopping=False` is a reload: the sinks built next take over, so a sink that
-        has a `handover()` (the Prometheus textfile: it keeps saying the daemon is up)
-        is handed over instead of closed."""
-        for lane in self._lanes:
-            if lane.pending and not self._emit(lane, tuple(lane.pending), self._snapshot, held=True):
-                log.warning("sink %s: %d records never delivered (still in the store)", lane.sink.name, len(lane.pending))
-            finish = lane.sink.close if stopping else getattr(lane.sink, "handover", lane.sink.close)
-            try:
-                finish()
-            except Exception:
-                log.exception("sink %s: error while closing", lane.sink.name)

@@ -239,7 +239,7 @@ class JsonLinesSink:
         """The open descriptor, reopened when the path no longer names the file it points at."""
         if self._fd is not None:
             try:
-                st = os.stat(self.path)
+                st = os.lstat(self.path)
                 mine = os.fstat(self._fd)
                 if (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino):
                     return self._fd
@@ -247,9 +247,13 @@ class JsonLinesSink:
                 pass
             self._close_fd()  # rotated away or removed: start a new file at the path
         self.path.parent.mkdir(mode=0o750 if self.mode & 0o040 else 0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), self.mode)
+        # never through a symbolic link (O_NOFOLLOW), and only into a regular file
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(self.path, flags, self.mode)
         try:
             st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise OSError(f"{self.path} is not a regular file")
             # the umask may have taken bits away, or the file existed with another mode: ours get ours
             if stat.S_IMODE(st.st_mode) != self.mode and hasattr(os, "fchmod") and st.st_uid == os.geteuid():
                 os.fchmod(fd, self.mode)

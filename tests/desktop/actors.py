@@ -51,7 +51,7 @@ class Home:
 
         self.starts += 1
         self.daemon = self.desktop.spawn(f"daemon-{self.starts}", [sys.executable, "-m", "portbell.daemon", "daemon", "--interval", "0.25"], env=self.env)
-        poll(lambda: InstanceLock.holder(self.folder / "run" / "daemon.lock") == self.daemon.pid, 20, what="the daemon's lock")
+        poll(lambda: InstanceLock.holder(self.folder / "state" / "daemon.lock") == self.daemon.pid, 20, what="the daemon's lock")
 
     def stop_daemon(self):
         stop_process(self.daemon)
