@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test bench mutation clean
+.PHONY: run test bench mutation man clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "portbell needs Python 3.11 or newer; set PYTHON=/path/to/python3.11")'
@@ -25,9 +25,12 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)
 
-# Mutation testing of the core (bench/mutate.py, about 10 minutes on 2 cores); not part of `make test`.
+# Mutation testing of the core (bench/mutate.py, about 7 minutes on 2 cores); not part of `make test`.
 mutation: $(STAMP)
 	$(PY) bench/mutate.py $(MUTATION_ARGS)
+
+man: $(STAMP)
+	$(PY) -m portbell.daemon.cli._manual docs/portbell.1
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

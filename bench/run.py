@@ -4,7 +4,8 @@ built and torn down here. See bench/README.md.
 
     .venv/bin/python bench/run.py [--quick] [--scales idle,listeners,established,processes] [--json] [--no-daemon]
 
-Then, unless --no-daemon, it runs bench/daemon.py (the daemon's CPU share and resident memory).
+Then, unless --no-cli, it runs bench/cli.py (portbell who and ls against the bare interpreter),
+and unless --no-daemon, bench/daemon.py (the daemon's CPU share and resident memory).
 
 It is a measurement, not a test: it exits 0 when a target fails (and prints FAIL), 1 only when
 it could not measure (a scale could not be built, or a helper process was left behind).
@@ -184,6 +185,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"comma-separated subset of {','.join(scales.SCALES)} (default: all)")
     parser.add_argument("--json", action="store_true", help="print the JSON results instead of the markdown")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"where to write the JSON (default {RESULTS})")
+    parser.add_argument("--no-cli", dest="cli", action="store_false",
+                        help="skip bench/cli.py, the wall time of portbell who and ls (~15 s)")
     parser.add_argument("--no-daemon", dest="daemon", action="store_false",
                         help="skip bench/daemon.py, the daemon-level benchmark that otherwise runs afterwards (~4 min)")
     args = parser.parse_args(argv)
@@ -248,6 +251,13 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(doc, indent=2) if args.json else report.markdown(doc))
     progress(f"results written to {args.out}")
     status = 1 if doc["errors"] or doc["teardown"]["leftover_pids"] else 0
+    if args.cli:  # its own process too; its figures go where the daemon's do (stderr with --json)
+        sys.stdout.flush()
+        cli = subprocess.run(
+            [sys.executable, str(Path(__file__).with_name("cli.py")), *(["--runs", "10"] if args.quick else [])],
+            stdout=sys.stderr if args.json else None,
+        )
+        status = max(status, cli.returncode)
     if args.daemon:  # its own process: its own helpers, signals and results file (bench/results/daemon.json)
         sys.stdout.flush()
         daemon = subprocess.Popen(

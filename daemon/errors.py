@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path, PurePath
-from typing import Sequence
+from collections.abc import Sequence
 
 
 class PortbellError(Exception):

@@ -8,7 +8,7 @@ keeps it true).
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from .model import Event, EventKind, Key, Listener, Snapshot, order
 

@@ -192,3 +192,25 @@ def as_nobody(work, *, drop: tuple[socket.socket, ...] = ()) -> dict:
     if "error" in data:
         pytest.fail(f"the check as nobody failed: {data['error']}")
     return data["ok"]
+
+
+def debian_tool(command: str, package: str) -> str:
+    """The path of `command`; as root with apt-get, Debian's `package` is installed when it is
+    missing (CI); otherwise the test skips, naming the package."""
+    import shutil
+
+    tool = shutil.which(command)
+    if tool:
+        return tool
+    if not (is_root() and shutil.which("apt-get")):
+        pytest.skip(f"{command} is missing: install Debian's {package} package")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", package]
+    done = subprocess.run(install, capture_output=True, text=True, env=env, timeout=600)
+    if done.returncode != 0:  # a fresh machine has no package lists yet
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, text=True, env=env, timeout=600)
+        done = subprocess.run(install, capture_output=True, text=True, env=env, timeout=600)
+    tool = shutil.which(command)
+    if tool is None:
+        pytest.fail(f"could not install {package}: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return tool

@@ -102,6 +102,7 @@ def staged(home, monkeypatch):
     store.heartbeat({"pid": 99999, "started_at": (T0 - timedelta(days=1)).isoformat(), "last_sample_at": T0.isoformat(), "interval_s": 1.0, "sampler": "replay", "complete": True, "root": False})
     store.close()
     monkeypatch.setattr(samplers, "open_sampler", lambda prefer=None: (Replay(BEFORE, AFTER), []))
+    monkeypatch.setattr(samplers, "sample_once", lambda prefer=None, ports=None: Replay(BEFORE).sample())  # ls, who
     yield
     time.tzset()
 

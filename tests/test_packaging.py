@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import is_root
+from conftest import debian_tool
 from portbell.daemon.autostart import _common as _autostart, _linux as _autostart_linux, _macos as _autostart_macos
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,21 +151,7 @@ def test_the_store_is_group_readable_only_when_the_system_mode_asks(tmp_path, mo
 @pytest.fixture(scope="session")
 def desktop_file_validate():
     """Debian's desktop-file-utils: installed here when running as root (CI), else a skip."""
-    tool = shutil.which("desktop-file-validate")
-    if tool:
-        return tool
-    if not (is_root() and shutil.which("apt-get")):
-        pytest.skip("desktop-file-validate is missing: install Debian's desktop-file-utils package")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "desktop-file-utils"]
-    done = subprocess.run(install, capture_output=True, text=True, env=env, timeout=600)
-    if done.returncode != 0:  # a fresh machine has no package lists yet
-        subprocess.run(["apt-get", "update", "-q"], capture_output=True, text=True, env=env, timeout=600)
-        done = subprocess.run(install, capture_output=True, text=True, env=env, timeout=600)
-    tool = shutil.which("desktop-file-validate")
-    if tool is None:
-        pytest.fail(f"could not install desktop-file-utils: {done.stdout[-2000:]}{done.stderr[-2000:]}")
-    return tool
+    return debian_tool("desktop-file-validate", "desktop-file-utils")
 
 
 @pytest.mark.parametrize("program", [None, ("/home/ana/my tools/100% $HOME/portbell",)], ids=["installed", "odd-path"])
@@ -285,6 +271,9 @@ def test_a_wheel_built_from_a_fresh_clone_installs_and_runs(tmp_path):
         names = names_in(archive)
         bad = [n for n in names if {"tests", "bench", "__pycache__", ".pytest_cache", ".hypothesis"} & set(n.split("/")) or n.endswith((".pyc", ".pyo"))]
         assert bad == [], f"{archive.name} carries {bad[:10]}"
+    with tarfile.open(sdist) as t:  # the man page ships in the sdist, as committed (generated from the parser)
+        (man,) = [m for m in t.getmembers() if m.name.endswith("/docs/portbell.1")]
+        assert t.extractfile(man).read() == (ROOT / "docs" / "portbell.1").read_bytes()
     wheel_names = names_in(wheel)
     for packaged in ("linux/portbell.service", "linux/portbell-system.service", "linux/portbell-tray.desktop", "macos/portbell.daemon.plist", "windows/portbell-tray.run", "icons/portbell-256.png"):
         assert f"portbell/packaging/{packaged}" in wheel_names

@@ -148,6 +148,7 @@ class Shifted:
 
 def _run(monkeypatch, sampler, *argv) -> tuple[int, str]:
     monkeypatch.setattr(samplers, "open_sampler", lambda prefer=None: (sampler, []))
+    monkeypatch.setattr(samplers, "sample_once", lambda prefer=None, ports=None: sampler.sample())  # a command's one look
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = main(list(argv))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 from ..addresses import parse_port
@@ -31,12 +30,11 @@ def open_sampler(args):
     return sampler
 
 
-def sample(args) -> Snapshot:
-    sampler = open_sampler(args)
-    try:
-        return sampler.sample()
-    finally:
-        sampler.close()
+def sample(args, ports: frozenset[int] | None = None) -> Snapshot:
+    """One look at the listeners (`ports`: only those on these ports, whose owners alone are searched)."""
+    from .. import samplers
+
+    return samplers.sample_once(getattr(args, "sampler", None), ports)
 
 
 def transport_filter(args) -> Transport | None:
@@ -48,28 +46,58 @@ def transport_filter(args) -> Transport | None:
 
 
 def print_json(data) -> None:
+    import json
+
     print(json.dumps(data, sort_keys=False), flush=True)
+
+
+def ranged(convert, low, high, name: str, outside: str):
+    """An argparse type: `convert(text)` from `low` to `high`; `name` says what it is, and a value
+    out of range is "<text> <outside>"."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {name}") from None
+        if not low <= value <= high:  # NaN too
+            raise argparse.ArgumentTypeError(f"{text} {outside}")
+        return value
+
+    return parse
 
 
 def seconds(low: float, high: float):
     """An argparse type: a number of seconds from `low` to `high`."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text} is out of range: use {low:g} to {high:g} seconds")
-        return value
-
-    return parse
+    return ranged(float, low, high, "a number of seconds", f"is out of range: use {low:g} to {high:g} seconds")
 
 
 def port(text: str) -> int:
     """An argparse type: a port by the one rule (addresses.parse_port)."""
     try:
         return parse_port(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def whole(low: int, high: int, name: str, hint: str):
+    """An argparse type: a whole number from `low` to `high`; `name` says what it is, `hint` what to give."""
+    return ranged(int, low, high, name, f"is not {name}: {hint}")
+
+
+SQLITE_MAX = 2**63 - 1  # the largest integer SQLite keeps: ids, limits
+# `--limit 0` or `-3` would mean nothing, or everything
+count = whole(1, SQLITE_MAX, "a count", "give 1 or more")
+row_id = whole(1, SQLITE_MAX, "a rule id", "ids are whole numbers from 1 (list them with `portbell trust`)")
+pid = whole(1, 2**31 - 1, "a process id", f"pids are whole numbers from 1 to {2**31 - 1}")
+
+
+def duration(text: str):
+    """An argparse type: a positive duration (`30m`, `8h`, `1d`), at most a hundred years."""
+    from ..when import parse_duration
+
+    try:
+        return parse_duration(text, positive=True)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
 
@@ -113,6 +141,18 @@ def port_list(text: str) -> tuple[tuple[int, int], ...]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def user(text: str) -> str:
+    """An argparse type: a user of this machine, by name or uid (kept as the name owners carry)."""
+    try:
+        import pwd
+    except ImportError:  # Windows: no user database to ask; owners' names are taken as given
+        return text
+    try:
+        return pwd.getpwuid(int(text)).pw_name if text.isdigit() else pwd.getpwnam(text).pw_name
+    except (KeyError, OverflowError):
+        raise argparse.ArgumentTypeError(f"no user {text!r} on this machine (see `getent passwd`)") from None
+
+
 def filter_options(p) -> None:
     from ..model import Exposure
 
@@ -130,15 +170,15 @@ def program_matches(owner, text: str) -> bool:
 
 def listener_filter(args):
     """A predicate on listeners from the filter options (and --tcp/--udp, --exposed) a command has."""
-    import fnmatch
-
-    from ..rules import unit_names
-
     transport = transport_filter(args)
     ports = getattr(args, "port", None)
     process, user = getattr(args, "process", None), getattr(args, "user", None)
     exposures = set(getattr(args, "exposure", None) or ())
     unit, exposed = getattr(args, "unit", None), getattr(args, "exposed", False)
+    if unit is not None:  # only then: ls and watch without --unit need neither (tests/test_imports.py)
+        import fnmatch
+
+        from ..rules import unit_names
 
     def user_matches(owner) -> bool:
         return owner.user == user or (user.isdigit() and owner.uid == int(user))

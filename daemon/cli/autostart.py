@@ -13,9 +13,12 @@ service manager failed); 2 bad usage.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-from .. import autostart
 from ..errors import UsageError
+
+if TYPE_CHECKING:  # the work itself is imported by the command that uses it: other commands start faster
+    from .. import autostart
 
 
 def _which(args) -> str:
@@ -38,6 +41,8 @@ def _print_status(entries: list[autostart.Entry]) -> None:
 
 
 def cmd_autostart(args) -> int:
+    from .. import autostart
+
     which = _which(args)
     if args.print and args.action == "status":
         raise UsageError("--print goes with enable or disable: status changes nothing anyway")

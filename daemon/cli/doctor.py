@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..doctor import LastHolder, examine, parse_target, report
-from ..model import Transport
 from ._args import sampler_option
+
+if TYPE_CHECKING:  # imported by the command itself: other commands never load the doctor
+    from ..doctor import LastHolder
 
 
 def add_parser(sub) -> None:
@@ -49,6 +50,8 @@ def command(args, last_holder: LastHolder | None = None) -> int:
     `last_holder` None: use the daemon's record when there is one.
     """
     from .. import samplers
+    from ..doctor import examine, parse_target, report
+    from ..model import Transport
 
     transport = Transport.UDP if getattr(args, "udp", False) else Transport.TCP
     parse_target(args.target)  # bad input fails before any sampler opens

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 
 from .. import ports, words
 from ..addresses import parse_address, parse_endpoint, serves
 from ..errors import SampleError, UsageError
 from ..model import SCHEMA_VERSION, Transport
-from ..doctor import ephemeral_lines
-from ..service import Monitor, Poll, run
-from ..config import INTERVAL_RANGE_S
 from ._args import (
     colour, filter_options, is_root, listener_filter, open_sampler, print_json, sample, sampler_option, seconds,
     transport_filter, transport_options,
@@ -68,7 +63,7 @@ def matching(snap, addresses, port: int, transport) -> list:
 
 def cmd_who(args) -> int:
     addresses, port = parse_target(args.target)
-    snap = sample(args)
+    snap = sample(args, frozenset({port}))
     wanted = transport_filter(args)
     found = matching(snap, addresses, port, wanted)
     about = ports.info(port, str(wanted or Transport.TCP))
@@ -84,6 +79,7 @@ def cmd_who(args) -> int:
         print(about.describe())
         if about.ephemeral:
             from .. import samplers
+            from ..doctor import ephemeral_lines
 
             try:
                 connections = samplers.connections_on(port)
@@ -123,7 +119,9 @@ def elsewhere(listeners, addresses, port, transport) -> list[str]:
     return lines
 
 
-def _stop_on_signals(stop: threading.Event) -> None:
+def _stop_on_signals(stop) -> None:
+    import signal
+
     def handler(signum, _frame):
         stop.set()
 
@@ -132,13 +130,17 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 
 def cmd_watch(args) -> int:
+    import threading
+
+    from ..service import Monitor, run
+
     sampler = open_sampler(args)
     stop = threading.Event()
     _stop_on_signals(stop)
     monitor = Monitor(sampler)
     wanted, painted = listener_filter(args), colour(args)
 
-    def handle(poll: Poll) -> None:
+    def handle(poll) -> None:
         if poll.baseline and poll.snapshot is not None:
             snap = poll.snapshot
             print(
@@ -181,6 +183,10 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=cmd_who)
 
     p = sub.add_parser("watch", help="print listeners opening, closing and changing, as they happen")
+    if not p:
+        return  # main builds another command's parser only: the configuration's range is not imported for it
+    from ..config import INTERVAL_RANGE_S
+
     p.add_argument("--json", action="store_true", help="one JSON object per event and line (version 1)")
     p.add_argument("--interval", type=seconds(*INTERVAL_RANGE_S), default=1.0, metavar="S",
                    help=f"seconds between samples, {INTERVAL_RANGE_S[0]:g} to {INTERVAL_RANGE_S[1]:g} as in the config (default 1)")

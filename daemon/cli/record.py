@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import signal
 import sys
 import threading
@@ -14,10 +13,8 @@ from .. import paths, words
 from ..words import tray as phrases
 from ..errors import PortbellError, UsageError
 from ..model import SCHEMA_VERSION, Exposure, Transport, iso
-from ..when import parse_duration, parse_since
-from ._args import colour, port
-
-log = logging.getLogger("portbell")
+from ..when import parse_since
+from ._args import colour, count, duration, pid, port, row_id, user
 
 
 def _reader():
@@ -203,21 +200,22 @@ def _rule_from_args(args, action: str):
 
     program, ports = args.program, None
     if args.target:
-        try:
-            ports = parse_ports(args.target)
-        except ValueError:
+        if args.target.replace("-", "").isdigit():  # digits are a port (or a range), never a program's name
+            try:
+                ports = parse_ports(args.target)
+            except ValueError:
+                raise UsageError(
+                    f"{args.target} is not a port: ports are 1-65535, ranges like 8000-8100 with low <= high "
+                    f"(for a program named by digits: --program {args.target})"
+                ) from None
+        else:
             program = program or args.target
     if args.port is not None:
         try:
             ports = parse_ports(args.port)
         except ValueError as err:
             raise UsageError(f"--port {err}") from None
-    until = None
-    if args.duration:
-        try:
-            until = datetime.now(timezone.utc) + parse_duration(args.duration)
-        except ValueError as err:
-            raise UsageError(f"--for: {err}") from None
+    until = datetime.now(timezone.utc) + args.duration if args.duration else None
     pid = started = None
     if args.until_exit is not None:
         from .. import samplers
@@ -314,7 +312,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--port", type=port, help="only events of this port")
     p.add_argument("--process", metavar="NAME", help="only events of this program: its name, or its exe's full path")
     p.add_argument("--alerts", action="store_true", help="only events the policy alerted on")
-    p.add_argument("--limit", type=int, metavar="N", help="at most the N newest")
+    p.add_argument("--limit", type=count, metavar="N", help="at most the N newest")
     p.add_argument("--json", action="store_true", help="one JSON object per line (version 1)")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events as the daemon records them")
     p.set_defaults(func=cmd_events)
@@ -338,13 +336,13 @@ def add_parsers(sub) -> None:
         p.add_argument("--port", metavar="P|LOW-HIGH", help="a port or a range: 8000, 8000-8100")
         p.add_argument("--exposure", action="append", choices=[e.value for e in Exposure], help="only at this exposure (repeat for several)")
         p.add_argument("--transport", choices=("tcp", "udp"), help="only this transport")
-        p.add_argument("--user", help="only listeners of this user")
+        p.add_argument("--user", type=user, help="only listeners of this user (a user of this machine, by name or uid)")
         p.add_argument("--unit", metavar="GLOB", help="a unit: cups.service, 'app-*', a container's name")
         p.add_argument("--config", metavar="PATH", help="the configuration whose rules are listed too (default: `portbell config path`)")
-        p.add_argument("--for", dest="duration", metavar="DURATION", help="expire after 30m, 8h, 1d...")
-        p.add_argument("--until-exit", type=int, metavar="PID", help="only while this process lives")
+        p.add_argument("--for", dest="duration", type=duration, metavar="DURATION", help="expire after 30m, 8h, 1d...")
+        p.add_argument("--until-exit", type=pid, metavar="PID", help="only while this process lives")
         p.set_defaults(func=cmd_decide)
 
     p = sub.add_parser("forget", help="remove decisions by id (see `portbell trust`)")
-    p.add_argument("ids", type=int, nargs="+", metavar="ID", help="the ids `portbell trust` lists")
+    p.add_argument("ids", type=row_id, nargs="+", metavar="ID", help="the ids `portbell trust` lists")
     p.set_defaults(func=cmd_forget)

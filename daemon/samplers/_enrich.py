@@ -17,7 +17,7 @@ the kernel and /proc said:
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from collections.abc import Mapping
 
 from ..addresses import classify
 from ..model import Forward, Key, Listener, Transport, Unit, UnitKind

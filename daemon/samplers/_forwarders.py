@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..model import Forward, Transport
 

@@ -59,7 +59,9 @@ def service_unit(names: tuple[str, ...]) -> Unit | None:
     return Unit(UnitKind.WINDOWS_SERVICE, names[0], services=names if len(names) > 1 else ())
 
 
-def _is_listener(conn) -> bool:
+def _is_listener(conn, ports: frozenset[int] | None = None) -> bool:
+    if ports is not None and (not conn.laddr or conn.laddr.port not in ports):
+        return False
     if conn.type == socket.SOCK_STREAM:
         return conn.status == psutil.CONN_LISTEN
     return conn.type == socket.SOCK_DGRAM and not conn.raddr and bool(conn.laddr)
@@ -85,13 +87,14 @@ class PsutilSampler:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def sample(self) -> Snapshot:
+    def sample(self, ports: frozenset[int] | None = None) -> Snapshot:
+        """Every listener; with `ports`, only those on these ports (whose owners alone are read)."""
         started = time.perf_counter()
         try:
-            conns = [(c.pid, c) for c in psutil.net_connections(kind="inet") if _is_listener(c)]
+            conns = [(c.pid, c) for c in psutil.net_connections(kind="inet") if _is_listener(c, ports)]
             complete = os.name == "nt" or os.geteuid() == 0 or all(pid is not None for pid, _ in conns)
         except psutil.AccessDenied:
-            conns = [(pid, c) for pid, c in self._per_process() if _is_listener(c)]
+            conns = [(pid, c) for pid, c in self._per_process() if _is_listener(c, ports)]
             complete = False
         except OSError as err:
             raise SampleError(f"psutil could not list sockets: {err}", sampler=self.name) from err

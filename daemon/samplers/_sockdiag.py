@@ -45,7 +45,7 @@ import struct
 import time
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import SampleError
 from ..model import Listener, Owner, Snapshot, Transport
@@ -250,9 +250,13 @@ class SockDiagSampler:
             raws.extend(records)
         return raws
 
-    def sample(self) -> Snapshot:
+    def sample(self, ports: frozenset[int] | None = None) -> Snapshot:
+        """Every listener; with `ports`, only those on these ports: the other sockets' owners are
+        never searched for (`portbell who`). The dump itself is the same either way."""
         started = time.perf_counter()
         raws = self.dump()
+        if ports is not None:
+            raws = [raw for raw in raws if raw[3] in ports]
         holders = self._attributor.attribute({raw[6]: raw[5] for raw in raws})
         if self._attributor.table.epoch != self._epoch:
             self._epoch = self._attributor.table.epoch

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import shlex
 from datetime import datetime, timezone
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from ..model import Event, EventKind, Exposure, Listener, Owner, Recorded, Unit, UnitKind
 from ..ports import service_name
