@@ -1,4 +1,4 @@
-"""A socket's unit, from its cgroup id. Linux only. Imports: the standard library, daemon.model.
+"""A socket's unit, from its cgroup id. Linux only.
 
 sock_diag reports every socket's cgroup id (INET_DIAG_CGROUP_ID) to anyone. On
 cgroup v2 that id is the inode number of the cgroup's directory under the

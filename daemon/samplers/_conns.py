@@ -1,4 +1,4 @@
-"""Connected sockets on a port, for `portbell who` on a client port. Imports: psutil, daemon.errors.
+"""Connected sockets on a port, for `portbell who` on a client port.
 
 Not a listener view: this asks for every inet socket (psutil.net_connections),
 which costs what psutil costs, so only a one-off command calls it, never the

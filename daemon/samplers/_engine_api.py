@@ -1,5 +1,4 @@
-"""Containers from the Docker or Podman Engine API, when the user may reach it. Imports: the standard
-library (http.client, lazily), daemon.model, daemon.errors.
+"""Containers from the Docker or Podman Engine API, when the user may reach it.
 
 One request, `GET /containers/json` (running containers; Podman serves the same
 Docker-compatible shape), over the engine's unix socket, with a short timeout.

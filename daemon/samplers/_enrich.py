@@ -1,5 +1,4 @@
 """What the Engine API adds to a sample: container names, forward targets, ports with no socket.
-Imports: daemon.model, daemon.classify, the sibling _engine_api and _forwarders modules.
 
 Applied to the merged listeners after every rebuild (a few dict lookups, and
 nothing at all while no container exists), so the cached listeners stay what

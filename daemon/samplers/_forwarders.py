@@ -1,4 +1,4 @@
-"""Forwarders: processes that listen on the host for a container. Pure. Imports: daemon.model.
+"""Forwarders: processes that listen on the host for a container. Pure.
 
 docker-proxy, rootlessport, slirp4netns and pasta are recognised by their
 name, and their command line (which /proc shows to everyone) says, where it

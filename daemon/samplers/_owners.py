@@ -1,6 +1,4 @@
 """Owner details by pid (from /proc on Linux, through psutil elsewhere), and one socket as a listener.
-Imports: daemon.model, daemon.addresses, the sibling _forwarders, psutil
-(not on Linux).
 
 Both samplers read owners here, so the same process is described the same way
 whichever path found it. Results are cached by (pid, create time): a reused pid

@@ -1,4 +1,4 @@
-"""Which process holds a socket inode, from /proc. Linux only. Imports: the standard library.
+"""Which process holds a socket inode, from /proc. Linux only.
 
 The kernel tells anyone a socket's uid and inode (sock_diag) but not its
 process: that takes reading /proc/<pid>/fd. Doing it for every socket on every

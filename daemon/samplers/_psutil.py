@@ -1,4 +1,4 @@
-"""Portable sampler: psutil. Imports: psutil, daemon.model, daemon.classify, _owners, _forwarders.
+"""Portable sampler: psutil.
 
 For macOS, Windows, the BSDs, and Linux without netlink. Known limits, kept
 visible rather than papered over:

@@ -1,5 +1,4 @@
-"""Linux sampler: netlink sock_diag dumps with the kernel's state filter. Imports: daemon.model,
-daemon.classify, the sibling _procfs, _owners, _cgroup, _forwarders and _engine_api modules.
+"""Linux sampler: netlink sock_diag dumps with the kernel's state filter.
 
 Three dumps per sample. TCP uses the older TCPDIAG_GETSOCK request, which the
 kernel still serves and which walks the listening table once for both families

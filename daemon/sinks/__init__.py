@@ -1,6 +1,5 @@
 """Sinks: where committed events go besides the store, and their configuration (the Dispatcher that
-feeds them is in _dispatch). Imports: daemon.model, daemon.errors; platformdirs and the private sink
-modules lazily, in build().
+feeds them is in _dispatch).
 
 The daemon commits each poll's events to the store first, then hands the
 committed records to the sinks through one Dispatcher:

@@ -1,5 +1,4 @@
-"""The Dispatcher: hands the committed records to every sink, each from its own cursor. Imports:
-daemon.model, sinks._common."""
+"""The Dispatcher: hands the committed records to every sink, each from its own cursor."""
 
 from __future__ import annotations
 

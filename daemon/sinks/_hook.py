@@ -1,4 +1,4 @@
-"""Run a program for each event. Imports: daemon.model, sinks._common.
+"""Run a program for each event.
 
 `argv` is a list run as is, never through a shell. The program gets the
 record's JSON (`Recorded.to_dict()`: the `events --json` line with `id`,

@@ -1,4 +1,4 @@
-"""JSON lines in osquery's differential shape. Imports: daemon.model, sinks._common, sinks._osquery.
+"""JSON lines in osquery's differential shape.
 
 One line per row, the way osquery logs a scheduled query's differential results
 in "event" format, so Filebeat's osquery module, Fluent Bit or Vector pick them

@@ -1,4 +1,4 @@
-"""osquery's `listening_ports` rows for the JSON lines sink (`format = "osquery"`). Imports: daemon.model.
+"""osquery's `listening_ports` rows for the JSON lines sink (`format = "osquery"`).
 
 osquery's table (specs/listening_ports.table) has these columns, and a row per
 process descriptor holding a listening socket. Every value is a string, as

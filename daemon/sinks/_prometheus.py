@@ -1,4 +1,4 @@
-"""A Prometheus textfile for node_exporter's textfile collector. Imports: daemon.model, sinks._common.
+"""A Prometheus textfile for node_exporter's textfile collector.
 
     # HELP portbell_listeners Listening sockets now, by exposure and transport.
     # TYPE portbell_listeners gauge

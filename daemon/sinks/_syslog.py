@@ -1,4 +1,4 @@
-"""RFC 5424 syslog to the local socket. Imports: daemon.model, sinks._common.
+"""RFC 5424 syslog to the local socket.
 
 One message per record, e.g.
 
