@@ -51,7 +51,7 @@ class Target:
 # The modules under mutation and the tests that cover each. Paths move with the code: update
 # them here (the stop guard's core moved from tray/process.py to daemon/process.py).
 TARGETS = (
-    Target("addresses", "daemon/addresses.py", ("tests/test_addresses_mut.py", "tests/test_classify.py")),
+    Target("addresses", "daemon/addresses.py", ("tests/test_addresses_mut.py", "tests/test_addresses.py")),
     Target("ports", "daemon/ports.py", ("tests/test_ports.py",), skip=("DEV_PORTS", "_run", "ephemeral_range")),
     Target("snapshot", "daemon/snapshot.py", ("tests/test_snapshot_mut.py", "tests/test_snapshot.py")),
     Target("rules", "daemon/rules.py", ("tests/test_rules_mut.py", "tests/test_rules.py")),
