@@ -16,6 +16,8 @@ import re
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -249,9 +251,31 @@ def test_a_plain_install_without_pygobject_says_the_one_step_that_gives_the_menu
         assert "python3-gi" in vdesk.shown_text(found[0]["message"])
     finally:
         stop_process(tray)
-        for name in ("daemon.lock",):
-            from portbell.daemon.service import InstanceLock
+        _stop_everything_run_from(plain_install)  # the daemon the tray started, detached, maybe still starting
 
-            pid = InstanceLock.holder(tmp_path / "state" / name)  # the daemon's lock is beside the record
-            if pid:
-                os.kill(pid, signal.SIGTERM)
+
+def _stop_everything_run_from(venv) -> None:
+    """TERM, then KILL, every process whose command line runs a program of `venv`, until none is left."""
+    prefix = str(venv) + "/"
+
+    def running() -> list[int]:
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    argv = (entry / "cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if any(a.decode(errors="replace").startswith(prefix) for a in argv[:2]):
+                    pids.append(int(entry.name))
+        return pids
+
+    deadline = time.monotonic() + 10
+    while (pids := running()) and time.monotonic() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM if time.monotonic() < deadline - 5 else signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
+    assert not running(), "a process of the plain install outlived the test"
