@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import traceback
 from contextlib import ExitStack
 
 import pytest
@@ -29,6 +30,16 @@ def wait_for(condition, timeout=10.0, interval=0.02, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+@pytest.fixture
+def utc(monkeypatch):
+    """Local time is UTC for one test (the texts that show local times are then known), restored after."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
 
 
 @pytest.fixture
@@ -159,6 +170,30 @@ def is_root() -> bool:
 NOBODY = 65534
 
 
+def in_child(work, what: str = "the check"):
+    """Run `work()` in a forked child and return what it returned (JSON's types); a failure there,
+    with its traceback, fails the test here. The child never returns into pytest."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 0
+        try:
+            os.close(read_end)
+            out = json.dumps({"ok": work()})
+        except BaseException:  # report anything to the parent
+            out, status = json.dumps({"error": traceback.format_exc()}), 1
+        with os.fdopen(write_end, "w") as f:
+            f.write(out)
+        os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end) as f:
+        data = json.loads(f.read() or '{"error": "no answer"}')
+    os.waitpid(pid, 0)
+    if "error" in data:
+        pytest.fail(f"{what} failed:\n{data['error']}")
+    return data["ok"]
+
+
 def as_nobody(work, *, drop: tuple[socket.socket, ...] = ()) -> dict:
     """Run `work()` in a forked child that became uid/gid nobody; return the dict it produced.
 
@@ -168,30 +203,16 @@ def as_nobody(work, *, drop: tuple[socket.socket, ...] = ()) -> dict:
     holds none of the test's sockets.
     """
     work()
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        status = 0
-        try:
-            os.close(read_end)
-            for sock in drop:
-                sock.close()
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            out = json.dumps({"ok": work()})
-        except BaseException as err:  # report anything to the parent
-            out, status = json.dumps({"error": f"{type(err).__name__}: {err}"}), 1
-        with os.fdopen(write_end, "w") as f:
-            f.write(out)
-        os._exit(status)
-    os.close(write_end)
-    with os.fdopen(read_end) as f:
-        data = json.loads(f.read() or '{"error": "no answer"}')
-    os.waitpid(pid, 0)
-    if "error" in data:
-        pytest.fail(f"the check as nobody failed: {data['error']}")
-    return data["ok"]
+
+    def as_nobody_now():
+        for sock in drop:
+            sock.close()
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+        return work()
+
+    return in_child(as_nobody_now, "the check as nobody")
 
 
 def debian_tool(command: str, package: str) -> str:

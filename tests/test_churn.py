@@ -12,7 +12,6 @@ that namespace, so the record holds them and nothing else.
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 import os
 import random
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LINUX, NOBODY, is_root
+from conftest import NOBODY, in_child
 
 CLONE_NEWNET = 0x40000000
 CHURN_S = 6.0
@@ -212,35 +211,12 @@ def _churn_with_restarts(db: Path, pid: int, as_nobody: bool) -> dict:
     return {"db": str(db), "kills": kills, "orphans": orphan_ports, "exit": os.waitstatus_to_exitcode(status)}
 
 
-def _forked(work) -> dict:
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        status = 0
-        try:
-            os.close(read_end)
-            out = json.dumps({"ok": work()})
-        except BaseException:
-            out, status = json.dumps({"error": traceback.format_exc()}), 1
-        with os.fdopen(write_end, "w") as f:
-            f.write(out)
-        os._exit(status)
-    os.close(write_end)
-    with os.fdopen(read_end) as f:
-        data = json.loads(f.read() or '{"error": "no answer"}')
-    os.waitpid(pid, 0)
-    if "error" in data:
-        pytest.fail(f"the churn in its namespace failed:\n{data['error']}")
-    return data["ok"]
-
-
-@pytest.mark.skipif(not (LINUX and is_root()), reason="a network namespace of the test's own needs root on Linux")
 @pytest.mark.parametrize("as_nobody", [False, True], ids=["root daemon", "daemon dropped to nobody"])
 def test_churn_with_restarts_pairs_every_open_with_one_close(as_nobody):
     folder = Path(tempfile.mkdtemp(prefix="portbell-churn-"))
     os.chmod(folder, 0o755)
     try:
-        got = _forked(lambda: _run_in_namespace(folder, as_nobody))
+        got = in_child(lambda: _run_in_namespace(folder, as_nobody), "the churn in its namespace")
         assert got["kills"] >= 4 and got["exit"] == 0
         rows = _recorded(Path(got["db"]), "SELECT kind, transport, address, port FROM events ORDER BY id")
         open_now: dict[tuple, bool] = {}

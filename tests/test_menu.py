@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -16,13 +15,7 @@ from portbell.tray.menu import Action, Item, View
 T0 = datetime(2026, 11, 26, 9, 0, 0, tzinfo=timezone.utc)
 
 
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")  # local time is UTC here, so the texts are exact
 
 
 def owner(pid=4242, name="python3", uid=1000, user="ana", exe="/usr/bin/python3", cmd=("python3",), started=T0):

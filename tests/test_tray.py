@@ -9,11 +9,9 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
-import psutil
 import pytest
 
 from portbell.daemon.addresses import classify
@@ -26,14 +24,7 @@ from portbell.tray.menu import Action, View
 T0 = datetime(2026, 11, 26, 9, 0, 0, tzinfo=timezone.utc)
 
 
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    """Menu times are local: pin the zone so the texts are exact."""
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")  # local time is UTC here, so the texts are exact
 
 
 def owner(pid=4242, name="python3", uid=1000, user="ana", exe="/usr/bin/python3.11", cmd=("python3", "-m", "http.server", "8000")):

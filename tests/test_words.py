@@ -5,7 +5,6 @@ these tests hold the exact text."""
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -17,14 +16,7 @@ from portbell.daemon.model import Container, Event, EventKind, Exposure, Listene
 T0 = datetime(2026, 11, 26, 9, 14, 5, tzinfo=timezone.utc)
 
 
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    """Local time is UTC here, so the clock's words are known."""
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")  # local time is UTC here, so the texts are exact
 
 
 def owner(pid=4242, name="python3", uid=1000, user="ana", **kw):

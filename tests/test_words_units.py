@@ -3,7 +3,6 @@ stopping the right thing, and `who`'s blocks. Exact text, as in tests/test_words
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timezone
 
 import pytest
@@ -17,13 +16,7 @@ CUPS = Unit(UnitKind.SERVICE, "cups.service")
 WEB = Container("0123456789abcdef", name="shop-web-1")
 
 
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")  # local time is UTC here, so the texts are exact
 
 
 def li(address="0.0.0.0", owners=None, **kw):
