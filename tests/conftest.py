@@ -170,6 +170,20 @@ def is_root() -> bool:
 NOBODY = 65534
 
 
+def stop_process(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """TERM, then KILL, then wait: nothing outlives the test."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 def in_child(work, what: str = "the check"):
     """Run `work()` in a forked child and return what it returned (JSON's types); a failure there,
     with its traceback, fails the test here. The child never returns into pytest."""

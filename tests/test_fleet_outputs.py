@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import is_root, portbell, wait_for
+from conftest import is_root, portbell, stop_process, wait_for
 from portbell.daemon import sinks
 from portbell.daemon.addresses import classify
 from portbell.daemon.model import Event, EventKind, Listener, Owner, Recorded, Transport, snapshot_of
@@ -385,13 +385,8 @@ class NodeExporter:
         return out
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, grace=10)
 
 
 @pytest.fixture

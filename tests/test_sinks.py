@@ -31,7 +31,7 @@ from portbell.daemon.sinks._jsonl import JsonLinesSink
 from portbell.daemon.sinks._prometheus import PrometheusSink
 from portbell.daemon.sinks._syslog import SyslogSink, sd_escape, structured_data
 
-from conftest import is_root, wait_for
+from conftest import is_root, stop_process, wait_for
 
 AT = datetime(2026, 11, 26, 9, 0, 5, tzinfo=timezone.utc)
 
@@ -305,13 +305,8 @@ class Rsyslog:
         return [r for r in rows if "portbell@32473" in r["raw"]]
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, grace=10)
 
 
 @pytest.fixture

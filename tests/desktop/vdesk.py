@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from conftest import stop_process  # noqa: F401 (the desktop's helpers stop their children with it)
 from conftest import wait_for as poll  # poll with a deadline, never a fixed sleep
 
 # program or module -> the Debian package that brings it (for the skip message)
@@ -363,15 +364,3 @@ def shown_text(markup: str) -> str:
     return text
 
 
-def stop_process(proc: subprocess.Popen, grace: float = 5.0) -> None:
-    """TERM, then KILL, then wait: nothing outlives the test."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        pass
