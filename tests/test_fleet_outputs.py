@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import is_root, portbell, stop_process, wait_for
+from conftest import in_child, is_root, portbell, stop_process, wait_for
 from portbell.daemon import sinks
 from portbell.daemon.addresses import classify
 from portbell.daemon.model import Event, EventKind, Listener, Owner, Recorded, Transport, snapshot_of
@@ -237,30 +237,18 @@ SHIPPER = "nobody"
 
 def _read_as(uid: int, gid: int, groups: list[int], path: Path) -> str:
     """Fork, become uid/gid with these supplementary groups (as a shipper's service user is), read the file."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        status = 0
+
+    def read() -> str:
+        os.setgroups(groups)
+        os.setgid(gid)
+        os.setuid(uid)
         try:
-            os.close(read_end)
-            os.setgroups(groups)
-            os.setgid(gid)
-            os.setuid(uid)
             with open(path, encoding="utf-8") as f:
-                out = "read:" + f.read()
+                return "read:" + f.read()
         except PermissionError:
-            out = "denied"
-        except BaseException as err:
-            out, status = f"error: {type(err).__name__}: {err}", 1
-        with os.fdopen(write_end, "w") as f:
-            f.write(out)
-        os._exit(status)
-    os.close(write_end)
-    with os.fdopen(read_end) as f:
-        answer = f.read()
-    os.waitpid(pid, 0)
-    assert not answer.startswith("error"), answer
-    return answer
+            return "denied"
+
+    return in_child(read, "reading as the shipper")
 
 
 @pytest.mark.skipif(not LINUX, reason="setuid, setgid and groups: POSIX, tested on Linux")

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import resource
-import signal
 import socket
 import sqlite3
 import subprocess

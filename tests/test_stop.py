@@ -17,7 +17,7 @@ from portbell.daemon import samplers
 from portbell.daemon.cli import main
 from portbell.daemon.model import Container, Forward, Unit, UnitKind, snapshot_of
 
-from conftest import LINUX, NOBODY, is_root, portbell, wait_for
+from conftest import LINUX, NOBODY, is_root, portbell
 
 LISTEN = """
 import socket, sys

@@ -31,35 +31,17 @@ BACKENDS = ["appindicator", "gtk"]
 
 @pytest.fixture(scope="module")
 def desktop(tmp_path_factory):
-    gaps = vdesk.missing()
-    if gaps:
-        pytest.skip(
-            "the desktop tests need " + ", ".join(gaps) + ": run `bash tests/desktop/setup.sh` as root "
-            "(Debian: xvfb xdotool x11-utils trayer dunst libnotify-bin dbus dbus-bin libglib2.0-bin "
-            "fonts-dejavu-core gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1 xclip, and in the venv "
-            "PyGObject<3.51 pycairo dbus-python)"
-        )
-    d = vdesk.VirtualDesktop(tmp_path_factory.mktemp("desktop"))
-    try:
-        d.start()
-        yield d
-    finally:
-        d.stop()
+    yield from vdesk.started(
+        tmp_path_factory.mktemp("desktop"), "the desktop tests",
+        extra=" (Debian: xvfb xdotool x11-utils trayer dunst libnotify-bin dbus dbus-bin libglib2.0-bin "
+        "fonts-dejavu-core gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1 xclip, and in the venv "
+        "PyGObject<3.51 pycairo dbus-python)",
+    )
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def tray(request, desktop, home):
-    t = Tray(request.param, desktop, home)
-    try:
-        poll(lambda: "pystray backend" in t.log() or t.proc.poll() is not None, 30, what="the tray's start line")
-        t.alive()
-        poll(lambda: "Exposed to the network" in t.menu(), 30, what="the tray's first menu")
-        yield t
-        t.alive()
-        t.proc.terminate()  # SIGTERM ends the tray cleanly (GLib's signal source on the GTK backends)
-        assert t.proc.wait(15) == 0, t.log()[-3000:]
-    finally:
-        stop_process(t.proc)
+    yield from Tray.running(request.param, desktop, home)
 
 
 

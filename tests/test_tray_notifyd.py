@@ -24,15 +24,7 @@ from portbell.tray import alerts
 
 @pytest.fixture(scope="module")
 def desktop(tmp_path_factory):
-    gaps = vdesk.missing("xfce")
-    if gaps:
-        pytest.skip("the xfce4-notifyd tests need " + ", ".join(gaps) + ": run `bash tests/desktop/setup.sh` as root")
-    d = vdesk.VirtualDesktop(tmp_path_factory.mktemp("desktop-notifyd"), host="none", server="xfce4-notifyd")
-    try:
-        d.start()
-        yield d
-    finally:
-        d.stop()
+    yield from vdesk.started(tmp_path_factory.mktemp("desktop-notifyd"), "the xfce4-notifyd tests", needs="xfce", host="none", server="xfce4-notifyd")
 
 
 @pytest.fixture(scope="module")

@@ -42,17 +42,7 @@ CHURN = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def desktop(tmp_path_factory):
-    gaps = vdesk.missing("xfce")
-    if gaps:
-        pytest.skip(
-            "the StatusNotifierItem desktop tests need " + ", ".join(gaps) + ": run `bash tests/desktop/setup.sh` as root"
-        )
-    d = vdesk.VirtualDesktop(tmp_path_factory.mktemp("desktop-xfce"), host="xfce")
-    try:
-        d.start()
-        yield d
-    finally:
-        d.stop()
+    yield from vdesk.started(tmp_path_factory.mktemp("desktop-xfce"), "the StatusNotifierItem desktop tests", needs="xfce", host="xfce")
 
 
 @pytest.fixture(scope="module")
@@ -60,17 +50,7 @@ def tray(desktop, home):
     # one notification per alert: on a shared machine other programs' listeners would otherwise be
     # coalesced with the test's, and a coalesced notification has no per-listener buttons
     (home.folder / "config.toml").write_text("[notify]\ncoalesce_s = 0\n")
-    t = Tray("appindicator", desktop, home)
-    try:
-        poll(lambda: "pystray backend" in t.log() or t.proc.poll() is not None, 30, what="the tray's start line")
-        t.alive()
-        poll(lambda: "Exposed to the network" in t.menu(), 30, what="the tray's first menu")
-        yield t
-        t.alive()
-        t.proc.terminate()
-        assert t.proc.wait(15) == 0, t.log()[-3000:]
-    finally:
-        stop_process(t.proc)
+    yield from Tray.running("appindicator", desktop, home)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import json
 from datetime import datetime, timezone
 
 from portbell.daemon.cli import main
-from portbell.daemon.model import Event, EventKind, Listener, Recorded
+from portbell.daemon.model import Event, EventKind, Listener
 from portbell.daemon import words
 
 from conftest import as_nobody, is_root

@@ -143,6 +143,21 @@ class Tray:
         self.name = f"tray-{backend}"
         self.proc = desktop.spawn(self.name, [sys.executable, "-m", "portbell.daemon", "--verbose", "tray"], env=env)
 
+    @classmethod
+    def running(cls, backend: str, desktop: vdesk.VirtualDesktop, home: Home):
+        """A tray with its first menu shown, for a fixture to yield; then TERM must end it cleanly."""
+        t = cls(backend, desktop, home)
+        try:
+            poll(lambda: "pystray backend" in t.log() or t.proc.poll() is not None, 30, what="the tray's start line")
+            t.alive()
+            poll(lambda: "Exposed to the network" in t.menu(), 30, what="the tray's first menu")
+            yield t
+            t.alive()
+            t.proc.terminate()  # SIGTERM ends the tray cleanly (GLib's signal source on the GTK backends)
+            assert t.proc.wait(15) == 0, t.log()[-3000:]
+        finally:
+            stop_process(t.proc)
+
     def log(self) -> str:
         return self.desktop.log(self.name)
 

@@ -128,6 +128,22 @@ def _read_line_from_fd(fd: int, timeout: float, what: str) -> str:
     return data.decode().strip()
 
 
+def started(folder: Path, what: str, *, needs: str = "trayer", extra: str = "", **kw):
+    """A VirtualDesktop running in `folder` for a module's fixture to yield, stopped after; the
+    tests skip, naming what is missing, where this machine lacks it."""
+    import pytest
+
+    gaps = missing(needs)
+    if gaps:
+        pytest.skip(f"{what} need " + ", ".join(gaps) + ": run `bash tests/desktop/setup.sh` as root" + extra)
+    d = VirtualDesktop(folder, **kw)
+    try:
+        d.start()
+        yield d
+    finally:
+        d.stop()
+
+
 class VirtualDesktop:
     def __init__(self, workdir: Path, host: str = "trayer", server: str = "dunst") -> None:
         self.host = host  # "trayer" (XEmbed), "xfce" (xfce4-panel: StatusNotifierItem and XEmbed), or "none"
