@@ -363,3 +363,34 @@ def test_tray_state_and_the_jsonl_sink_never_go_through_a_symlink(tmp_path):
         sink.emit([rec], None)
     sink.close()
     assert '"notified_id": 7' in target.read_text() and "opened" not in target.read_text()
+
+
+def test_a_second_writer_loses_nothing_the_first_commits_while_it_is_open(tmp_path):
+    """Opening the record must not close a descriptor of its own on the file once SQLite has it:
+    closing any descriptor drops every POSIX lock the process holds on that file, and a writer that
+    closes last while it holds none believes it is the only one left, checkpoints and deletes the
+    -wal under the running daemon. Found as a tray decision that never reached the record."""
+    import subprocess
+    import sys
+
+    from portbell.daemon.record import Store
+
+    path = tmp_path / "portbell.db"
+    daemon = Store.open(path)  # the daemon's connection, open all along
+    try:
+        daemon.set_meta("before", "1")
+        code = (
+            "import sys; from pathlib import Path; from portbell.daemon.record import Store; from portbell.daemon.rules import Rule\n"
+            "s = Store.open(Path(sys.argv[1])); s.add_decision(Rule(action='mute', ports=(8000, 8000), source='cli')); s.close()"
+        )
+        subprocess.run([sys.executable, "-c", code, str(path)], check=True, timeout=60)  # `portbell mute 8000`
+        assert Path(f"{path}-wal").exists(), "the -wal was deleted while the daemon had the record open"
+        daemon.set_meta("after", "1")  # the daemon's next commit
+        reader = Store.open(path, readonly=True)
+        try:
+            assert [r.ports for r in reader.decisions()] == [(8000, 8000)]
+            assert reader.meta("after") == "1"
+        finally:
+            reader.close()
+    finally:
+        daemon.close()

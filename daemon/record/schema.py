@@ -199,34 +199,37 @@ def _open_writer(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), mode)
     except OSError as err:
         raise _oserror(err, path, writing=True) from err
+    # Our descriptor is closed before SQLite opens the file: closing a descriptor drops every POSIX
+    # lock this process holds on the file, SQLite's too, and a connection whose lock is gone lets
+    # another process's last close checkpoint and delete the -wal under it. The inode check after
+    # connecting catches a file swapped in between.
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise StoreError(f"{path} is not a regular file, not portbell's record", path=path)
         if stat.S_IMODE(st.st_mode) != mode and hasattr(os, "fchmod"):
             os.fchmod(fd, mode)  # on the file itself, never through a path
-        try:
-            conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
-        except sqlite3.DatabaseError as err:
-            raise _translate(err, path, writing=True) from err
-        try:
-            now = os.lstat(path)
-            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):  # swapped under us
-                conn.close()
-                raise StoreError(f"{path} was replaced while portbell opened it; try again", path=path)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints, never corrupt
-            conn.execute("PRAGMA foreign_keys = ON")
-            check(conn, path)
-            migrate(conn)
-        except (sqlite3.DatabaseError, PortbellError) as err:
-            conn.close()
-            if isinstance(err, sqlite3.DatabaseError):
-                raise _translate(err, path, writing=True) from err
-            raise
-        return conn
     finally:
         os.close(fd)
+    try:
+        conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
+    except sqlite3.DatabaseError as err:
+        raise _translate(err, path, writing=True) from err
+    try:
+        now = os.lstat(path)
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):  # swapped under us
+            raise StoreError(f"{path} was replaced while portbell opened it; try again", path=path)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints, never corrupt
+        conn.execute("PRAGMA foreign_keys = ON")
+        check(conn, path)
+        migrate(conn)
+    except (sqlite3.DatabaseError, PortbellError) as err:
+        conn.close()
+        if isinstance(err, sqlite3.DatabaseError):
+            raise _translate(err, path, writing=True) from err
+        raise
+    return conn
 
 
 def _translate(err: sqlite3.DatabaseError, path: Path, *, writing: bool) -> PortbellError:
