@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LINUX, is_root, wait_for
+from conftest import LINUX, is_root, stop_process, wait_for
 from portbell.daemon.config import Config
 from portbell.daemon.model import Exposure, Listener, Owner, Transport, snapshot_of
 from portbell.daemon.record import Store
@@ -208,6 +208,7 @@ def test_a_full_disk_keeps_what_it_could_not_write_and_commits_it_when_there_is_
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(state)], capture_output=True, text=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    d = None
     try:
         d = DaemonProc("--interval", "0.1", "--quiet", folder=home)
         wait_for(lambda: (state / "portbell.db").exists() and _count(state, "baseline = 1") is not None, timeout=20, what="the baseline")
@@ -239,6 +240,8 @@ def test_a_full_disk_keeps_what_it_could_not_write_and_commits_it_when_there_is_
             assert _count(state, "port = ? AND kind = 'opened'", (port,)) == 1
         assert d.stop()[0] == 0
     finally:
+        if d is not None and d.proc.poll() is None:  # a failure above must not leave it sampling
+            stop_process(d.proc)
         subprocess.run(["umount", "-l", str(state)], check=False)
 
 
