@@ -7,7 +7,9 @@ import logging
 import os
 import sqlite3
 import stat
+import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Iterable
 from urllib.parse import quote
@@ -62,6 +64,70 @@ _BUSY = {"SQLITE_BUSY", "SQLITE_LOCKED"}
 _BROKEN = {"SQLITE_NOTADB", "SQLITE_CORRUPT"}
 
 
+# The records this process holds open through SQLite, by (device, inode): how many connections.
+# Closing any descriptor of a file drops every POSIX lock the process holds on it, SQLite's too (its
+# unix VFS shares one set of locks per inode in a process, and defers its own closes for this reason).
+# So a file held here is never opened with a descriptor of our own: it was looked at when first
+# opened, and SQLite's checks run again on the new connection. One open at a time in a process
+# (_OPENING): no other thread connects between the look at _HELD and our descriptor's close.
+_HELD: dict[tuple[int, int], int] = {}
+_HELD_LOCK = threading.RLock()  # held for a moment; reentrant: a connection collected meanwhile lets go
+_OPENING = threading.Lock()
+
+
+def _forked() -> None:
+    """A forked child inherits no POSIX locks (it holds nothing yet), nor the threads that were opening."""
+    global _HELD_LOCK, _OPENING
+    _HELD.clear()
+    _HELD_LOCK, _OPENING = threading.RLock(), threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
+
+class _Connection(sqlite3.Connection):
+    """A connection to the record that counts itself in _HELD from its open to its close (or collection)."""
+
+    _release = None
+
+    def hold(self, ident: tuple[int, int]) -> None:
+        with _HELD_LOCK:
+            _HELD[ident] = _HELD.get(ident, 0) + 1
+        self._release = weakref.finalize(self, _let_go, ident)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self._release is not None:
+                self._release()
+
+
+def _let_go(ident: tuple[int, int]) -> None:
+    with _HELD_LOCK:
+        left = _HELD.get(ident, 0) - 1
+        if left > 0:
+            _HELD[ident] = left
+        else:
+            _HELD.pop(ident, None)
+
+
+def _ident(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _held(path: Path) -> tuple[int, int] | None:
+    """The file at `path` when this process already holds it open through SQLite, else None."""
+    ident = _ident(path)
+    with _HELD_LOCK:
+        return ident if ident is not None and ident in _HELD else None
+
+
 def connect(path: Path, *, readonly: bool = False, busy_timeout_s: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
     """Open (the writer creates and migrates; readers never change the file).
 
@@ -70,7 +136,8 @@ def connect(path: Path, *, readonly: bool = False, busy_timeout_s: float = BUSY_
     a StoreError; only a file that is truly not a portbell database, or fails its integrity
     check, is moved aside (by the writer: renamed, byte for byte, mode kept). Every failure a
     person can meet is a StoreError whose message says what is wrong and what to do."""
-    return _reader(path, busy_timeout_s) if readonly else _writer(path, busy_timeout_s)
+    with _OPENING:
+        return _reader(path, busy_timeout_s) if readonly else _writer(path, busy_timeout_s)
 
 
 def _reader(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
@@ -83,14 +150,24 @@ def _reader(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
         # No daemon is writing (it removes the -wal when it stops) and we may not create the
         # -shm beside it (the system-wide record's group): nothing can change under us.
         uri += "&immutable=1"
+    before = _ident(path)
     try:
-        conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout_s, isolation_level=None)
-        check(conn, path)
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-    except ForeignFile as err:
-        raise StoreError(f"{path} is not a usable portbell database ({err})", path=path) from err
+        conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout_s, isolation_level=None, factory=_Connection)
     except sqlite3.DatabaseError as err:
         raise _translate(err, path, writing=False) from err
+    try:
+        if before is None or _ident(path) != before:  # swapped under us: which file did SQLite open?
+            raise StoreError(f"{path} was replaced while portbell opened it; try again", path=path)
+        conn.hold(before)
+        check(conn, path)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except (sqlite3.DatabaseError, PortbellError) as err:
+        conn.close()
+        if isinstance(err, ForeignFile):
+            raise StoreError(f"{path} is not a usable portbell database ({err})", path=path) from err
+        if isinstance(err, sqlite3.DatabaseError):
+            raise _translate(err, path, writing=False) from err
+        raise
     if version < SCHEMA:  # empty, or older: only the writer creates and migrates
         conn.close()
         raise StoreError(f"no history yet at {path}: start `portbell daemon` to keep one", path=path)
@@ -104,15 +181,16 @@ def _writer(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
         raise UnwritableDir(path.parent, err) from err
     kind = _kind(path)
     _refuse_odd(path, kind)
-    if kind == "file":
+    held = _held(path)  # this process has it open already: no descriptor of ours may touch it
+    if kind == "file" and held is None:
         foreign = identify(path)
         if foreign:
             _move_aside(path, foreign)
     try:
-        return _open_writer(path, busy_timeout_s)
+        return _open_writer(path, busy_timeout_s, held)
     except ForeignFile as err:  # found broken only once opened (integrity check, malformed pages)
         _move_aside(path, str(err))
-        return _open_writer(path, busy_timeout_s)
+        return _open_writer(path, busy_timeout_s, None)
 
 
 def _kind(path: Path) -> str:
@@ -191,34 +269,18 @@ def _move_aside(path: Path, why: str) -> None:
     )
 
 
-def _open_writer(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
-    # Private from the first byte; 0640 only when asked (PORTBELL_STATE_MODE, the system-wide
-    # mode, whose group reads the record). SQLite gives the -wal and -shm files the same mode.
-    mode = 0o640 if os.environ.get("PORTBELL_STATE_MODE") == "0640" else 0o600
+def _open_writer(path: Path, busy_timeout_s: float, held: tuple[int, int] | None) -> sqlite3.Connection:
+    """`held`: the file at `path` that this process already holds open through SQLite (its mode
+    and kind were seen to when it was first opened), or None."""
+    ident = held or _create(path)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), mode)
-    except OSError as err:
-        raise _oserror(err, path, writing=True) from err
-    # Our descriptor is closed before SQLite opens the file: closing a descriptor drops every POSIX
-    # lock this process holds on the file, SQLite's too, and a connection whose lock is gone lets
-    # another process's last close checkpoint and delete the -wal under it. The inode check after
-    # connecting catches a file swapped in between.
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise StoreError(f"{path} is not a regular file, not portbell's record", path=path)
-        if stat.S_IMODE(st.st_mode) != mode and hasattr(os, "fchmod"):
-            os.fchmod(fd, mode)  # on the file itself, never through a path
-    finally:
-        os.close(fd)
-    try:
-        conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
+        conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, factory=_Connection)
     except sqlite3.DatabaseError as err:
         raise _translate(err, path, writing=True) from err
     try:
-        now = os.lstat(path)
-        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):  # swapped under us
+        if _ident(path) != ident:  # swapped under us
             raise StoreError(f"{path} was replaced while portbell opened it; try again", path=path)
+        conn.hold(ident)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints, never corrupt
         conn.execute("PRAGMA foreign_keys = ON")
@@ -230,6 +292,29 @@ def _open_writer(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
             raise _translate(err, path, writing=True) from err
         raise
     return conn
+
+
+def _create(path: Path) -> tuple[int, int]:
+    """Create the file, or see that it is a regular one with the record's mode; its (device, inode).
+
+    Private from the first byte; 0640 only when asked (PORTBELL_STATE_MODE, the system-wide
+    mode, whose group reads the record). SQLite gives the -wal and -shm files the same mode.
+    Our descriptor is closed before SQLite opens the file, and only when this process holds no
+    connection to it (_HELD): the inode check after connecting catches a file swapped in between."""
+    mode = 0o640 if os.environ.get("PORTBELL_STATE_MODE") == "0640" else 0o600
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), mode)
+    except OSError as err:
+        raise _oserror(err, path, writing=True) from err
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise StoreError(f"{path} is not a regular file, not portbell's record", path=path)
+        if stat.S_IMODE(st.st_mode) != mode and hasattr(os, "fchmod"):
+            os.fchmod(fd, mode)  # on the file itself, never through a path
+    finally:
+        os.close(fd)
+    return st.st_dev, st.st_ino
 
 
 def _translate(err: sqlite3.DatabaseError, path: Path, *, writing: bool) -> PortbellError:
