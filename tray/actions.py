@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..daemon import paths
+from ..daemon.errors import StoreError
 from ..daemon.model import Listener
 from . import menu, system
 from .menu import Action
@@ -151,7 +152,7 @@ class Actions:
     def _guarded(self, fn) -> None:
         try:
             fn()
-        except system.Unavailable as err:
+        except (system.Unavailable, StoreError) as err:  # no such program here; the record failed
             self.tell("portbell", str(err))
         except OSError as err:
             self.tell("portbell", f"that did not work: {err}")
@@ -166,7 +167,7 @@ class Actions:
                 rule_id = store.add_decision(rule)
             finally:
                 store.close()
-        except Exception as err:  # StoreError, sqlite3.Error, OSError: say so, keep running
+        except Exception as err:  # StoreError, OSError: say so, keep running
             self.tell(f"Could not {verb}", str(err))
             return
         what = "Trusted" if verb == "trust" else "Muted"

@@ -106,7 +106,7 @@ class Record:
         if self.store is not None:
             try:
                 self.store.close()
-            except sqlite3.Error:
+            except (StoreError, sqlite3.Error):
                 pass
             self.store = None
         self._version = None
@@ -161,7 +161,7 @@ class Record:
             return []
         try:
             return self.store.events(after_id=after_id, alerts_only=True, limit=limit)
-        except sqlite3.Error as err:
+        except (StoreError, sqlite3.Error) as err:  # the store's failures; sqlite3's own: a misuse
             log.warning("cannot read events: %s", err)
             self.close()
             return []

@@ -334,6 +334,37 @@ def _translate(err: sqlite3.DatabaseError, path: Path, *, writing: bool) -> Port
     return _oserror(OSError(0, str(err)), path, writing=writing)
 
 
+def failed(err: Exception, path: Path, *, writing: bool) -> StoreError:
+    """An error met while using an open record (a query, a commit, a row that does not decode),
+    as one line: the file, what happened, what to do. Nothing is moved aside here: a file is only
+    replaced when the writer opens it (the daemon starting), never under a running one."""
+    name = getattr(err, "sqlite_errorname", "") or ""
+    text = str(err)
+    undecodable = not isinstance(err, sqlite3.Error) or "decode" in text
+    if undecodable or name.startswith(tuple(_BROKEN)) or "malformed" in text or "not a database" in text:
+        return StoreError(
+            f"the record {path} is damaged ({'a row of it does not decode' if undecodable else _said(err)}); "
+            "it was left as it is. Stop the daemon, move the file away (with its -wal and -shm), and start "
+            "the daemon again to begin a new record",
+            path=path,
+        )
+    if name.startswith(tuple(_BUSY) + ("SQLITE_FULL",)) or "locked" in text or "busy" in text:
+        return _translate(err, path, writing=writing)
+    if name.startswith(("SQLITE_READONLY", "SQLITE_PERM", "SQLITE_CANTOPEN", "SQLITE_AUTH")):
+        return _oserror(OSError(0, _said(err)), path, writing=True)
+    return StoreError(
+        f"cannot {'write' if writing else 'read'} the record {path}: {_said(err)}; it was left as it is. "
+        "Try again; if it fails again, check the disk it is on",
+        path=path,
+    )
+
+
+def _said(err: Exception) -> str:
+    """SQLite's own words for an error, as one short printable line."""
+    text = " ".join(str(err).split())[:120]
+    return "".join(c if c.isprintable() else "?" for c in text) or type(err).__name__
+
+
 def _oserror(err: OSError, path: Path, *, writing: bool) -> StoreError:
     """What a refused open means, in a sentence: which file or folder, and what to do."""
     folder = path.parent

@@ -7,13 +7,17 @@ line open it read-only for history and notice news cheaply through
 
 A file that is not a portbell database (corrupt, or another program's) is moved
 aside by the writer, never deleted; a database from a newer portbell is refused.
+What fails once it is open (a damaged page or row, busy past the timeout, a disk
+error) is a StoreError naming the file, from every method: never a traceback.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
+import types
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,7 +36,7 @@ from ..model import (
     parse_iso,
 )
 from ..rules import Rule, Verdict, is_random_port, program_of
-from .schema import connect
+from .schema import connect, failed
 
 def _ts(moment: datetime) -> float:
     return moment.timestamp()
@@ -55,6 +59,37 @@ class Holding:
     closed_at: datetime | None  # None: still open
 
 
+def _errors_as_store_errors(decoding: frozenset[str]):
+    """Every public method of the class raises StoreError for an SQLite error, and so do those named
+    in `decoding` for a row that does not decode (ValueError, KeyError, TypeError: a damaged record).
+    ProgrammingError and InterfaceError stay as they are: portbell misused SQLite, a bug to report."""
+
+    def guard(name: str, method):
+        @functools.wraps(method)
+        def guarded(self, *args, **kw):
+            try:
+                return method(self, *args, **kw)
+            except (sqlite3.ProgrammingError, sqlite3.InterfaceError):
+                raise
+            except sqlite3.Error as err:
+                raise failed(err, self.path, writing=not self.readonly) from err
+            except (ValueError, KeyError, TypeError) as err:
+                if name not in decoding:
+                    raise
+                raise failed(err, self.path, writing=not self.readonly) from err
+
+        return guarded
+
+    def decorate(cls):
+        for name, method in list(vars(cls).items()):
+            if not name.startswith("_") and isinstance(method, types.FunctionType):
+                setattr(cls, name, guard(name, method))
+        return cls
+
+    return decorate
+
+
+@_errors_as_store_errors(decoding=frozenset({"recorded", "events", "history", "last_holder", "current_since", "daemon_info", "decisions"}))
 class Store:
     def __init__(self, conn: sqlite3.Connection, path: Path, readonly: bool) -> None:
         self.conn = conn

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -14,7 +13,7 @@ from typing import Callable
 
 from .. import __version__
 from ..config import load
-from ..errors import ConfigError
+from ..errors import ConfigError, StoreError
 from ..model import Event, EventKind, Snapshot
 from ..rules import Policy, Verdict
 from ..sinks import Dispatcher, build, validate
@@ -27,6 +26,7 @@ HEARTBEAT_S = 15.0  # how often the record learns the daemon is alive when nothi
 CONFIG_CHECK_S = 5.0  # how often the config file's stamp is looked at (SIGHUP reloads at once)
 PRUNE_S = 3600.0
 MAX_UNWRITTEN = 100_000  # events kept in memory while the record cannot be written
+RECORD_FAILS = (StoreError, OSError)  # what using the record can raise: the daemon logs it and samples on
 
 
 def utcnow() -> datetime:
@@ -118,7 +118,7 @@ class Daemon:
             return []
         try:
             records = self.store.record_polls(polls)
-        except (sqlite3.Error, OSError) as err:
+        except RECORD_FAILS as err:
             if self.write_error is None:
                 log.error("cannot write the record (%s); keeping what it should hold and retrying every poll", err)
             self.write_failing_since = self.write_failing_since or self.clock()
@@ -156,7 +156,7 @@ class Daemon:
         if any(s.name not in cursors for s in sinks):  # a new sink's cursor is kept from its first poll
             try:
                 self.store.set_cursors(self._cursors)
-            except (sqlite3.Error, OSError) as err:
+            except RECORD_FAILS as err:
                 log.warning("cannot note the sinks' cursors: %s", err)
         return Dispatcher(sinks, source=lambda after, limit: self.store.events(after_id=after, first=limit), cursors=self._cursors, newest=self._newest)
 
@@ -166,7 +166,7 @@ class Daemon:
             try:
                 self.store.set_cursors(cursors)
                 self._cursors = cursors
-            except (sqlite3.Error, OSError) as err:
+            except RECORD_FAILS as err:
                 log.debug("cannot note the sinks' cursors: %s", err)
 
     # -------------------------------------------------------------- upkeep
@@ -184,7 +184,7 @@ class Daemon:
                 removed = self.store.prune(older_than=older, max_rows=self.config.retention_rows)
                 if removed:
                     log.info("pruned %d old events", removed)
-            except (sqlite3.Error, OSError) as err:
+            except RECORD_FAILS as err:
                 log.warning("cannot prune the history: %s", err)
 
     def watchdog(self) -> None:
@@ -214,7 +214,7 @@ class Daemon:
         }
         try:
             self.store.heartbeat(info)
-        except (sqlite3.Error, OSError) as err:
+        except RECORD_FAILS as err:
             log.warning("cannot write the heartbeat: %s", err)
 
     # -------------------------------------------------------------- configuration
