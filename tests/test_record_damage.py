@@ -1,14 +1,16 @@
 """A record that fails in the middle of its use (damaged rows or pages, busy past the timeout) is a
-sentence naming the file, never a traceback, and is left as it is."""
+sentence naming the file, never a traceback, and is left as it is; the daemon keeps sampling."""
 
 from __future__ import annotations
 
+import socket
+import sqlite3
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from conftest import portbell, stop_process
+from conftest import portbell, stop_process, wait_for
 from portbell.daemon.addresses import classify
 from portbell.daemon.errors import StoreError
 from portbell.daemon.model import Event, EventKind, Listener, Owner, Transport, snapshot_of
@@ -115,3 +117,67 @@ def test_a_decision_while_another_process_holds_the_write_lock_is_a_busy_sentenc
     reader = Store.open(path, readonly=True)
     assert reader.decisions() == () and reader.last_id() == 1
     reader.close()
+
+
+def test_the_daemon_keeps_sampling_when_the_decisions_it_rereads_are_damaged(home):
+    from test_daemon import DaemonProc
+
+    path = home / "state" / "portbell.db"
+    d = DaemonProc("--interval", "0.1", "--quiet", folder=home)
+    try:
+        wait_for(lambda: _count(path, "baseline = 1"), timeout=20, what="the daemon's baseline")
+        writer = Store.open(path)  # `portbell mute`, then the page it wrote damaged on disk
+        writer.add_decision(Rule(action="mute", program="/opt/garble-this-program", source="cli"))
+        wait_for(lambda: writer.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0, what="a checkpoint")
+        writer.close()
+        assert overwrite(path, b"/opt/garble", b"\xff" * 8) == 1
+        with socket.socket() as s:  # an event: the daemon rereads the decisions before deciding
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+            port = s.getsockname()[1]
+            wait_for(lambda: _count(path, "port = ? AND kind = 'opened'", (port,)), timeout=20, what="the opened event")
+        assert d.proc.poll() is None, d.err_path.read_text()
+        code, _out, err = d.stop()
+    finally:
+        stop_process(d.proc)
+    assert code == 0 and "Traceback" not in err, err
+    assert f"cannot read the decisions in the record: the record {path} is damaged" in err, err
+
+
+class Forgetting(Store):
+    """The record, whose memory fails as its queries do on a damaged page (the narrow seam: rules.Memory)."""
+
+    def key_seen(self, key, program):
+        raise StoreError(f"the record {self.path} is damaged (database disk image is malformed)", path=self.path)
+
+    def program_seen(self, program, exposure, transport, *, random_port):
+        return self.key_seen(None, program)
+
+
+def test_an_event_the_record_cannot_remember_alerts_as_new_and_is_recorded(tmp_path, caplog):
+    from portbell.daemon.config import Config
+    from portbell.daemon.service import Daemon
+    from test_reliability import Replay
+
+    path = tmp_path / "portbell.db"
+    Store.open(path).close()
+    store = Forgetting(connect(path), path, readonly=False)
+    here, gone = snapshot_of([li(8000)], T0, sampler="replay"), snapshot_of([], T0, sampler="replay")
+    daemon = Daemon(store=store, sampler=Replay(here, gone, here), config=Config(), config_path=None)
+    try:
+        for _ in range(3):  # the baseline, 8000 closed, 8000 opened again (seen before: quiet, had it been remembered)
+            daemon.step()
+        (again,) = [r for r in store.events() if r.event.kind is EventKind.OPENED and not r.baseline]
+        assert again.alert and again.reason == "reachable from other machines (all-interfaces)"
+        assert "cannot read what the record remembers" in caplog.text and "as if nothing was seen before" in caplog.text
+    finally:
+        daemon.close()
+        store.close()
+
+
+def _count(path: Path, where: str, args=()) -> int | None:
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            return conn.execute(f"SELECT count(*) FROM events WHERE {where}", args).fetchone()[0] or None
+    except sqlite3.Error:
+        return None

@@ -59,6 +59,7 @@ class Daemon:
         self._config_check_at = time.monotonic() + CONFIG_CHECK_S
         self._data_version = store.data_version()
         self._decisions = store.decisions()
+        self._read_errors: dict[str, str] = {}  # what the record could not tell, and why (logged once)
         self.policy = Policy(config.rules + self._decisions, config.notify_loopback)
         self._heartbeat_at = 0.0
         self._prune_at = 0.0
@@ -100,8 +101,28 @@ class Daemon:
         if poll.events:
             self._refresh_decisions()
             now = self.clock()
-            decided = [(e, self.policy.decide(e, self.store, now)) for e in poll.events]
+            decided = [(e, self._verdict(e, now)) for e in poll.events]
         return (snap, decided, False, self.first_poll, poll.refresh)
+
+    def _verdict(self, event: Event, now: datetime) -> Verdict:
+        """The policy's verdict; when the record cannot say what it has seen, as if nothing was (fail toward alerting)."""
+        try:
+            verdict = self.policy.decide(event, self.store, now)
+        except RECORD_FAILS as err:
+            self._unreadable("what the record remembers", err, "deciding as if nothing was seen before")
+            return self.policy.decide(event, NOTHING_SEEN, now)
+        self._unreadable("what the record remembers", None)
+        return verdict
+
+    def _unreadable(self, what: str, err: Exception | None, meanwhile: str = "") -> None:
+        """Log a read of the record that fails, once for each new reason, and when it works again."""
+        if err is None:
+            if self._read_errors.pop(what, None) is not None:
+                log.warning("%s can be read again", what)
+            return
+        if self._read_errors.get(what) != str(err):
+            log.error("cannot read %s: %s; %s", what, err, meanwhile)
+        self._read_errors[what] = str(err)
 
     def _write(self) -> list:
         """Commit every poll not yet in the record, oldest first, in one transaction.
@@ -234,13 +255,19 @@ class Daemon:
 
     def _refresh_decisions(self) -> None:
         """Before deciding anything: decisions (trust, mute) written since by the CLI or the tray."""
-        version = self.store.data_version()
-        if version != self._data_version:  # another connection committed: maybe a decision
-            self._data_version = version
+        try:
+            version = self.store.data_version()
+            if version == self._data_version:  # nothing committed since: no decision either
+                return
             decisions = self.store.decisions()
-            if decisions != self._decisions:
-                self._decisions = decisions
-                self.policy = Policy(self.config.rules + decisions, self.config.notify_loopback)
+        except RECORD_FAILS as err:  # read again at the next event
+            self._unreadable("the decisions in the record", err, "deciding with those read before")
+            return
+        self._unreadable("the decisions in the record", None)
+        self._data_version = version  # another connection committed: maybe a decision
+        if decisions != self._decisions:
+            self._decisions = decisions
+            self.policy = Policy(self.config.rules + decisions, self.config.notify_loopback)
 
     def reload(self) -> bool:
         if self.config_path is None:
@@ -269,6 +296,19 @@ class Daemon:
         self._heartbeat(self.committed)  # the record says when we last sampled
         self.dispatcher.close()
         self._note_cursors()  # what the sinks did not finish is theirs at the next start
+
+
+class _NothingSeen:
+    """The memory (rules.Memory) when the record cannot be read: it has seen nothing."""
+
+    def key_seen(self, key, program: str) -> bool:
+        return False
+
+    def program_seen(self, program: str, exposure, transport, *, random_port: bool) -> bool:
+        return False
+
+
+NOTHING_SEEN = _NothingSeen()
 
 
 def _stamp(path: Path | None):
