@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
@@ -32,6 +31,7 @@ from ..model import (
     parse_iso,
 )
 from ..rules import Rule, Verdict, is_random_port, program_of
+from ..model import value
 from .schema import connect
 
 def _ts(moment: datetime) -> float:
@@ -46,7 +46,7 @@ def _names(li: Listener) -> str:
     return " ".join(sorted({o.name for o in li.owners if o.name}))
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Holding:
     """One stretch of time a listener held a port, from the history."""
 
