@@ -33,14 +33,13 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .addresses import parse_ports
 from .errors import ConfigError
-from .model import Exposure, Transport
+from .model import Exposure, Transport, field, value
 from .rules import ACTIONS, LOOPBACK_POLICIES, Rule
 
 SAMPLERS = ("auto", "sockdiag", "psutil")
@@ -48,7 +47,7 @@ SAMPLERS = ("auto", "sockdiag", "psutil")
 
 INTERVAL_RANGE_S = (0.1, 3600)  # daemon.interval_s, and the command line's --interval
 
-@dataclass(frozen=True, slots=True)
+@value
 class Config:
     interval_s: float = 1.0
     retention_days: int = 90
@@ -58,7 +57,7 @@ class Config:
     cooldown_s: float = 300.0
     coalesce_s: float = 2.0
     rules: tuple[Rule, ...] = ()
-    sinks: Mapping[str, Any] = field(default_factory=dict)
+    sinks: Mapping[str, Any] = field(factory=dict)
     path: Path | None = None  # the file it came from; None for the defaults
 
     def to_dict(self) -> dict[str, Any]:
@@ -76,7 +75,7 @@ class Config:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Problem:
     file: Path
     line: int | None

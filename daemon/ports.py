@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import socket
 import sys
-from dataclasses import dataclass
 from functools import lru_cache
+
+from .model import value
 TYPE_CHECKING = False  # typing costs 2 ms of every `portbell who`: annotations only need it when checked
 if TYPE_CHECKING:
     from typing import Any
@@ -97,7 +98,7 @@ def service_name(port: int, transport: str = "tcp") -> str | None:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class PortInfo:
     """What a port number means here: its class, its usual service, the ephemeral range."""
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from dataclasses import dataclass
 
+from .model import value
 from .words import printable
 
 
@@ -42,7 +42,7 @@ def start_of(pid: int, proc=None) -> int | float | None:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Live:
     """The process that has the pid now."""
 

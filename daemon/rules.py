@@ -29,18 +29,17 @@ starts from the same history.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from .model import Event, EventKind, Exposure, Key, Listener, Owner, Transport
+from .model import Event, EventKind, Exposure, Key, Listener, Owner, Transport, value
 from .ports import DYNAMIC, ephemeral_range, port_class
 
 ACTIONS = ("trust", "mute")
 LOOPBACK_POLICIES = ("first-seen", "always", "never")
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Rule:
     action: str  # "trust" | "mute"
     program: str | None = None  # glob: on the exe path when it has a "/", else on the name
@@ -171,7 +170,7 @@ class Memory(Protocol):
     def program_seen(self, program: str, exposure: Exposure, transport: Transport, *, random_port: bool) -> bool: ...
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Verdict:
     alert: bool
     reason: str

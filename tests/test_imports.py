@@ -16,7 +16,7 @@ LINUX = sys.platform.startswith("linux")
 # the tray and its toolkits, the other commands' modules, and the heavier standard modules.
 NEVER = [
     "sqlite3", "PIL", "gi", "pystray", "plyer", "platformdirs", "logging", "http.client", "urllib.request",
-    "shutil", "subprocess", "threading", "typing",
+    "shutil", "subprocess", "threading", "typing", "dataclasses", "inspect",
     "portbell.tray", "portbell.daemon.doctor", "portbell.daemon.record", "portbell.daemon.service",
     "portbell.daemon.sinks", "portbell.daemon.autostart", "portbell.daemon.config", "portbell.daemon.rules",
     "portbell.daemon.paths", "portbell.daemon.cli.record", "portbell.daemon.cli.daemon",

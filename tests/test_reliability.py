@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import LINUX, is_root, stop_process, wait_for
+from portbell.daemon import paths
 from portbell.daemon.config import Config
 from portbell.daemon.model import Exposure, Listener, Owner, Transport, snapshot_of
 from portbell.daemon.record import Store
@@ -212,6 +213,7 @@ def test_a_full_disk_keeps_what_it_could_not_write_and_commits_it_when_there_is_
     try:
         d = DaemonProc("--interval", "0.1", "--quiet", folder=home)
         wait_for(lambda: (state / "portbell.db").exists() and _count(state, "baseline = 1") is not None, timeout=20, what="the baseline")
+        lock = paths.lock_file()
         filler = state / "filler"
         with open(filler, "wb") as out:  # fill the disk to the last byte
             try:
@@ -227,11 +229,11 @@ def test_a_full_disk_keeps_what_it_could_not_write_and_commits_it_when_there_is_
             s.bind(("127.0.0.1", 0))
             s.listen()
             ports.append(s.getsockname()[1])
-            before = d.err_path.read_text()
-            wait_for(lambda: d.err_path.read_text() != before or "cannot write the record" in before, timeout=20, what="the daemon to notice")
+            _sampled(lock)  # the daemon saw it open (it cannot record it yet)
             status = subprocess.run([sys.executable, "-m", "portbell.daemon", "status"], capture_output=True, text=True, timeout=60)
             failing = failing or ("writes failing" in status.stdout and status.stdout)
             s.close()
+            _sampled(lock)  # and saw it closed
         assert "cannot write the record" in d.err_path.read_text()
         assert failing, "status did not say writes are failing"
         filler.unlink()
@@ -243,6 +245,16 @@ def test_a_full_disk_keeps_what_it_could_not_write_and_commits_it_when_there_is_
         if d is not None and d.proc.poll() is None:  # a failure above must not leave it sampling
             stop_process(d.proc)
         subprocess.run(["umount", "-l", str(state)], check=False)
+
+
+def _sampled(lock: Path) -> None:
+    """Wait for two samples to end (the daemon stamps its lock after each): the second began after
+    this call, so it saw the machine as it is now. A socket the test closes sooner may be missed by a
+    daemon whose polls run long (each one retries the full disk)."""
+    first = lock.stat().st_mtime_ns
+    wait_for(lambda: lock.stat().st_mtime_ns != first, timeout=20, what="a sample")
+    second = lock.stat().st_mtime_ns
+    wait_for(lambda: lock.stat().st_mtime_ns != second, timeout=20, what="a second sample")
 
 
 def _count(state: Path, where: str, args=()) -> int | None:

@@ -9,13 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import replace
 
 import pytest
 
 from portbell.daemon import samplers
 from portbell.daemon.cli import main
-from portbell.daemon.model import Container, Forward, Unit, UnitKind, snapshot_of
+from portbell.daemon.model import Container, Forward, Unit, UnitKind, replace, snapshot_of
 
 from conftest import LINUX, NOBODY, is_root, portbell
 

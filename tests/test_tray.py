@@ -9,13 +9,12 @@ import signal
 import stat
 import subprocess
 import sys
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from portbell.daemon.addresses import classify
-from portbell.daemon.model import Event, EventKind, Listener, Owner, Recorded, Transport
+from portbell.daemon.model import Event, EventKind, Listener, Owner, Recorded, Transport, replace
 from portbell.daemon.rules import Rule
 from portbell.tray import alerts, icon, menu, notify
 from portbell.tray import process as guard

@@ -14,12 +14,11 @@ listener, and the configuration (from its commented template when missing).
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from pathlib import Path
 
 from ..daemon import paths
 from ..daemon.errors import StoreError
-from ..daemon.model import Listener
+from ..daemon.model import Listener, replace
 from . import menu, system
 from .menu import Action
 from .process import stop_process

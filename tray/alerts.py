@@ -17,11 +17,10 @@ it, so the notification can offer Trust, Mute 1 h and Stop.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, replace
 
 from ..daemon import words
 from ..daemon.words import tray as phrases
-from ..daemon.model import EventKind, Key, Listener, Recorded
+from ..daemon.model import EventKind, Key, Listener, Recorded, replace, value
 from ..daemon.rules import program_of
 from .menu import Action, stop_refusal_static
 
@@ -29,7 +28,7 @@ MAX_NAMES = 4  # programs named in a coalesced notification's first line
 
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Notice:
     title: str
     body: str  # plain text: escape it for the notification server

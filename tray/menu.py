@@ -11,13 +11,12 @@ people.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Mapping
 
 from ..daemon import words
 from ..daemon.words import tray as phrases
-from ..daemon.model import Key, Listener, Owner, Transport
+from ..daemon.model import Key, Listener, Owner, Transport, field, value
 from ..daemon.model import order as model_order
 from ..daemon.rules import Rule, deciding_rule
 
@@ -35,7 +34,7 @@ MUTE_CHOICES = (("For 1 hour", "1h"), ("For 8 hours", "8h"), ("Until the process
 PAUSE_CHOICES = (("For 1 hour", "1h"), ("Until tomorrow", "tomorrow"))
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Action:
     """What a menu item does, as data: tray/actions.py carries it out."""
 
@@ -44,7 +43,7 @@ class Action:
     args: tuple = ()
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Item:
     text: str
     action: Action | None = None
@@ -63,13 +62,13 @@ def label(text: str) -> Item:
     return Item(text, enabled=False)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class View:
     """Everything the menu, the tooltip and the icon are built from."""
 
     listeners: tuple[Listener, ...] = ()
-    since: Mapping[Key, datetime] = field(default_factory=dict)  # when each listener was first recorded
-    marks: Mapping[Key, str] = field(default_factory=dict)  # "trusted" | "muted", from the rules
+    since: Mapping[Key, datetime] = field(factory=dict)  # when each listener was first recorded
+    marks: Mapping[Key, str] = field(factory=dict)  # "trusted" | "muted", from the rules
     unseen: int = 0  # alerts the user has not looked at yet
     paused_until: datetime | None = None
     daemon: str = "running"  # running | stopped

@@ -19,12 +19,11 @@ import json
 import logging
 import os
 import sqlite3
-from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
 from ..daemon import paths
-from ..daemon.model import Key, Listener, Recorded, iso, parse_iso
+from ..daemon.model import Key, Listener, Recorded, iso, parse_iso, value
 from ..daemon.rules import Rule
 from ..daemon.errors import StoreError
 from ..daemon.record import Store
@@ -38,7 +37,7 @@ STATE_VERSION = 1
 # ------------------------------------------------------------------ tray.json
 
 
-@dataclass
+@value(mutable=True)
 class TrayState:
     notified_id: int | None = None  # the last alert event handled for notifications
     seen_id: int | None = None  # the last event the user has seen (menu "mark as seen", Show recent events)
@@ -62,9 +61,12 @@ class TrayState:
             return cls()
 
     def save(self, path: Path) -> None:
-        data = asdict(self)
-        data["paused_until"] = iso(self.paused_until)
-        data = {"version": STATE_VERSION, **data}
+        data = {
+            "version": STATE_VERSION,
+            "notified_id": self.notified_id,
+            "seen_id": self.seen_id,
+            "paused_until": iso(self.paused_until),
+        }
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         paths.write_atomic(path, json.dumps(data))
 
@@ -80,7 +82,7 @@ def _int_or_none(value) -> int | None:
 # ------------------------------------------------------------------ the record
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Reading:
     """The record as last read."""
 

@@ -21,10 +21,10 @@ update.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import PurePath
 
 from . import _common
+from ..model import value
 from ._common import MARK, AutostartError, Spec
 
 __all__ = ["AutostartError", "Entry", "Spec", "WHICH", "disable", "enable", "specs", "status"]
@@ -32,7 +32,7 @@ __all__ = ["AutostartError", "Entry", "Spec", "WHICH", "disable", "enable", "spe
 WHICH = ("daemon", "tray", "all", "system")
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Entry:
     """One autostart entry as it is now."""
 

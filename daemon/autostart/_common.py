@@ -16,13 +16,13 @@ import string
 import subprocess
 import sys
 import sysconfig
-from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Callable, Sequence
 from xml.sax.saxutils import escape
 
 from ..errors import AutostartError
 from ..paths import write_atomic
+from ..model import value
 
 MARK = "written by portbell autostart"
 _UNSEALED = "0" * 16
@@ -31,7 +31,7 @@ TEMPLATES = "portbell.packaging"
 Runner = Callable[..., subprocess.CompletedProcess]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Spec:
     """One thing this platform starts at login, exactly as this portbell writes it."""
 

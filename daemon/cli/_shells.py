@@ -11,10 +11,11 @@ their options, and the choices of an option or a positional, in three static scr
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+
+from ..model import value
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Option:
     flags: tuple[str, ...]  # "-f", "--follow"
     help: str
@@ -26,7 +27,7 @@ class Option:
         return self.value is not None and "PATH" in self.value
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Command:
     name: str
     help: str

@@ -8,10 +8,10 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import replace
 
 from .. import paths, words
 from ..config import INTERVAL_RANGE_S
+from ..model import replace
 from ._args import colour, seconds
 from .config import config_path
 

@@ -6,13 +6,12 @@ import json
 import signal
 import sys
 import threading
-from dataclasses import replace
 from datetime import datetime, timezone
 
 from .. import paths, words
 from ..words import tray as phrases
 from ..errors import PortbellError, UsageError
-from ..model import SCHEMA_VERSION, Exposure, Transport, iso
+from ..model import SCHEMA_VERSION, Exposure, Transport, iso, replace
 from ..when import parse_since
 from ._args import colour, count, duration, pid, port, row_id, user
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Callable
 
 from ..addresses import parse_address
-from ..model import SCHEMA_VERSION, Listener, Transport, endpoint
+from ..model import SCHEMA_VERSION, Listener, Transport, endpoint, value
 
 
 LOCALHOST = ("::1", "127.0.0.1")  # the order browsers and Node 17+ try
@@ -53,7 +52,7 @@ class Outcome(StrEnum):
     NOT_TRIED = "not-tried"
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Target:
     """What was asked: a host's local addresses, in the order a client tries them."""
 
@@ -74,7 +73,7 @@ class Target:
         return all(parse_address(a).is_loopback for a in self.addresses)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Probe:
     address: str
     outcome: Outcome
@@ -88,7 +87,7 @@ class Probe:
         return {"address": self.address, "family": self.family, "result": str(self.outcome), "detail": self.detail}
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Firewall:
     """What can be learnt about the host firewall without changing anything."""
 
@@ -97,7 +96,7 @@ class Firewall:
     detail: str = ""  # how we know, for the sentence
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Finding:
     code: Code
     sentence: str
@@ -107,7 +106,7 @@ class Finding:
         return {"code": str(self.code), "sentence": self.sentence, "fix": self.fix}
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Diagnosis:
     target: Target
     probes: tuple[Probe, ...]

@@ -18,7 +18,6 @@ import json
 import sqlite3
 import time
 import types
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
@@ -36,6 +35,7 @@ from ..model import (
     parse_iso,
 )
 from ..rules import Rule, Verdict, is_random_port, program_of
+from ..model import value
 from .schema import connect, failed
 
 def _ts(moment: datetime) -> float:
@@ -50,7 +50,7 @@ def _names(li: Listener) -> str:
     return " ".join(sorted({o.name for o in li.owners if o.name}))
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Holding:
     """One stretch of time a listener held a port, from the history."""
 

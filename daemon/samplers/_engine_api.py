@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-from dataclasses import dataclass
 from collections.abc import Callable
 
 TYPE_CHECKING = False  # typing costs 2 ms of every `portbell who`: annotations only need it when checked
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from ..errors import EngineError
-from ..model import Container
+from ..model import Container, value
 
 TIMEOUT_S = 0.5
 SETTLE_S = 2.0
@@ -51,7 +50,7 @@ def socket_paths(env: dict[str, str] | None = None) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Published:
     """One port a container publishes: host (transport, address, port) -> container (address, port)."""
 

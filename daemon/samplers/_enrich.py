@@ -15,11 +15,10 @@ the kernel and /proc said:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 
 from ..addresses import classify
-from ..model import Forward, Key, Listener, Transport, Unit, UnitKind
+from ..model import Forward, Key, Listener, Transport, Unit, UnitKind, replace
 from ._engine_api import Engine, Published
 from ._forwarders import normal_address
 
@@ -38,18 +37,18 @@ def enrich(listeners: Mapping[Key, Listener], engine: Engine) -> Mapping[Key, Li
         if unit is not None and unit.container is not None:
             known = engine.containers.get(unit.container.id)
             if known is not None:
-                unit = dataclasses.replace(unit, container=known)
+                unit = replace(unit, container=known)
         if forward is not None:
             p = _published_for(li, by_port.get((str(li.transport), li.port), ()))
             if p is not None:
-                forward = dataclasses.replace(
+                forward = replace(
                     forward,
                     address=forward.address or p.container_address,
                     port=forward.port if forward.port is not None else p.container_port,
                     container=p.container,
                 )
         if unit is not li.unit or forward is not li.forward:
-            out[key] = dataclasses.replace(li, unit=unit, forward=forward)
+            out[key] = replace(li, unit=unit, forward=forward)
     for p in engine.published:
         address = normal_address(p.host_address) or p.host_address
         key = Key(Transport(p.transport), address, p.host_port)

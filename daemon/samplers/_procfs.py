@@ -23,12 +23,13 @@ or when a periodic check is due, so an idle machine costs one pread per sample.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+
+from ..model import value
 
 PROC = "/proc"
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Proc:
     """One process as the table knows it."""
 

@@ -18,7 +18,6 @@ its target when its command line says it.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import time
@@ -28,7 +27,7 @@ from typing import Callable, Iterable
 import psutil
 
 from ..errors import SampleError
-from ..model import Listener, Owner, Snapshot, Transport, Unit, UnitKind
+from ..model import Listener, Owner, Snapshot, Transport, Unit, UnitKind, replace
 from ..snapshot import merge
 from ._owners import OwnerReader, listener_of
 
@@ -102,7 +101,7 @@ class PsutilSampler:
         for pid, _ in conns:
             if pid and pid not in owners:
                 owner = self._owners.read(pid)
-                owners[pid] = dataclasses.replace(owner, via="fd") if owner is not None else None
+                owners[pid] = replace(owner, via="fd") if owner is not None else None
         self._refresh_services(frozenset(owners))
         listeners = merge(self._listener(owners.get(pid), c) for pid, c in conns)
         return Snapshot(

@@ -37,7 +37,6 @@ holds a u64 (after an INET_DIAG_PAD attribute when it needs one to be aligned).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import struct
@@ -47,7 +46,7 @@ from functools import lru_cache
 from collections.abc import Callable
 
 from ..errors import SampleError
-from ..model import Listener, Owner, Snapshot, Transport
+from ..model import Listener, Owner, Snapshot, Transport, replace
 from ..snapshot import merge
 from ._cgroup import Cgroups
 from ._engine_api import Engine
@@ -352,7 +351,7 @@ class SockDiagSampler:
         if ident not in self._owner_memo or ident[1] < 0:
             self._owner_memo[ident] = self._owners.read(pid)
         owner = self._owner_memo[ident]
-        return dataclasses.replace(owner, via=via) if owner is not None and owner.via != via else owner
+        return replace(owner, via=via) if owner is not None and owner.via != via else owner
 
     def _listener(self, raw: Raw, pids: frozenset[int], inferred) -> Listener:
         transport, family, address, port, v6only, uid, _inode, cgroup = raw

@@ -15,20 +15,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import SampleError
-from ..model import Event, EventKind, Snapshot
+from ..model import Event, EventKind, Snapshot, field, value
 from ..snapshot import diff
 
 log = logging.getLogger("portbell")
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Poll:
     snapshot: Snapshot | None  # None when the sample failed
-    events: list[Event] = field(default_factory=list)
+    events: list[Event] = field(factory=list)
     baseline: bool = False  # this snapshot starts a new baseline: nothing to report
     refresh: bool = False  # coverage changed: store every listener's attributes as they are now
     error: str | None = None

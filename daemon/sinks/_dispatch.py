@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from ..model import Recorded, Snapshot
+from ..model import Recorded, Snapshot, value
 from ._common import SinkError
 
 log = logging.getLogger("portbell.sinks")
@@ -21,7 +20,7 @@ BACKOFF_MAX_S = 60.0
 Source = Callable[[int, int], Sequence[Recorded]]  # (after_id, limit) -> the records after it, oldest first
 
 
-@dataclass
+@value(mutable=True)
 class _Lane:
     """One sink and its cursor: the id of the last record it took, and when to try again."""
 

@@ -46,12 +46,11 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..model import EventKind, Exposure, Recorded, Snapshot, Transport
+from ..model import EventKind, Exposure, Recorded, Snapshot, Transport, field, value
 from ..paths import write_atomic
 from ._common import SinkError
 
@@ -65,11 +64,11 @@ _ALERTS = re.compile(r"^portbell_alerts_total (\d+)$", re.M)
 _LABEL_VALUE = re.compile(r"[^\w.+-]")
 
 
-@dataclass
+@value(mutable=True)
 class Counts:
     """What the counters say, and the last record counted, (id, event time)."""
 
-    events: dict[EventKind, int] = field(default_factory=lambda: dict.fromkeys(EventKind, 0))
+    events: dict[EventKind, int] = field(factory=lambda: dict.fromkeys(EventKind, 0))
     alerts: int = 0
     last: tuple[int, datetime] | None = None
 

@@ -16,9 +16,10 @@ later). A forwarder's target compares by address and port.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import StrEnum
+
+from ._valueclass import field, replace, value
 
 TYPE_CHECKING = False  # typing costs 2 ms of every `portbell who`: annotations only need it when checked
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ def parse_iso(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Owner:
     """A process holding a listening socket, or the socket's uid alone when no process is visible."""
 
@@ -152,7 +153,7 @@ def sort_owners(owners) -> tuple[Owner, ...]:
     return tuple(sorted(set(owners), key=_owner_order))
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Container:
     """A container, by id; the rest comes from the Engine API when it is reachable."""
 
@@ -183,7 +184,7 @@ _CONTAINER_JSON = (  # JSON key, attribute
 )
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Unit:
     """What a socket belongs to beyond a pid: from its cgroup on Linux, the service on Windows.
 
@@ -224,7 +225,7 @@ class Unit:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Forward:
     """Where a forwarder (docker-proxy, rootlessport, slirp4netns, pasta) sends what it accepts.
 
@@ -260,7 +261,7 @@ class Forward:
         return cls(str(data["by"]), data.get("address"), data.get("port"), Container.from_dict(data.get("container")))
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@value(order=True)
 class Key:
     """A listener's identity: transport, local address, port."""
 
@@ -277,7 +278,7 @@ def endpoint(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Listener:
     """A listening socket (or the sockets sharing one key) and what is known of it."""
 
@@ -353,7 +354,7 @@ class Listener:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Snapshot:
     """Every listener seen by one sample.
 
@@ -392,7 +393,7 @@ def snapshot_of(listeners, taken_at: datetime, **kw: Any) -> Snapshot:
     return Snapshot({li.key: li for li in listeners}, taken_at, **kw)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Event:
     """A listener opened, closed or changed at a time; `previous` is how it was before."""
 
@@ -415,7 +416,7 @@ class Event:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Recorded:
     """An event as the daemon committed it: with its row id, the policy's verdict, and flags.
 
