@@ -36,6 +36,10 @@ ring once and then never again, not even for a new fixed port. Only this
 machine can reach a loopback port, so taking "this uid did it before" for "this
 program did" costs little; exposed it would cost too much, so exposed stays as
 above.
+
+Each decision is made against the memory as it will be once everything decided
+before it is committed (`Pending`): the second of two listeners in one poll, or
+in polls still waiting for a full disk, is seen too.
 """
 
 from __future__ import annotations
@@ -167,6 +171,13 @@ def is_anonymous(program: str) -> bool:
     return program == "unknown" or program.startswith("uid:")
 
 
+def traces(li: Listener) -> tuple[tuple[Key, str], tuple[str, Exposure, Transport, bool]]:
+    """What an opened or changed listener leaves in the novelty memory: its key with its program,
+    and its program at its exposure and transport, with whether the port was a random one."""
+    program = program_of(li)
+    return (li.key, program), (program, li.exposure, li.transport, is_random_port(li.port))
+
+
 def is_random_port(port: int) -> bool:
     """A port the program most likely let the OS choose."""
     if port_class(port) == DYNAMIC:
@@ -181,6 +192,30 @@ class Memory(Protocol):
     def key_seen(self, key: Key, program: str) -> bool: ...
 
     def program_seen(self, program: str, exposure: Exposure, transport: Transport, *, random_port: bool) -> bool: ...
+
+
+class Pending:
+    """The memory as it will be once the events noted so far are committed: the record's, plus
+    theirs. A poll's events are decided in order against it (see the module docstring)."""
+
+    def __init__(self, memory: Memory) -> None:
+        self.memory = memory
+        self._keys: set[tuple[Key, str]] = set()
+        self._programs: set[tuple[str, Exposure, Transport, bool]] = set()
+
+    def note(self, event: Event) -> None:
+        """What the store will remember of this event (closed events leave nothing)."""
+        if event.kind is not EventKind.CLOSED:
+            key, program = traces(event.listener)
+            self._keys.add(key)
+            self._programs.add(program)
+
+    def key_seen(self, key: Key, program: str) -> bool:
+        return (key, program) in self._keys or self.memory.key_seen(key, program)
+
+    def program_seen(self, program: str, exposure: Exposure, transport: Transport, *, random_port: bool) -> bool:
+        noted = any((program, exposure, transport, r) in self._programs for r in ((True,) if random_port else (True, False)))
+        return noted or self.memory.program_seen(program, exposure, transport, random_port=random_port)
 
 
 @dataclass(frozen=True, slots=True)

@@ -354,3 +354,39 @@ def test_a_takeover_between_two_nameless_owners_alerts():
     v = decide(changed(li(owners=(Owner(pid=None, uid=0),)), li(owners=(Owner(pid=5, uid=0),))))
     assert (v.alert, v.reason) == (True, "another program took over an exposed port (uid:0 -> uid:0)")
 
+
+# ------------------------------------------------------------------ the memory a poll decides against
+
+
+def test_pending_adds_what_was_noted_to_the_records_memory():
+    from portbell.daemon.rules import Pending, traces
+
+    record = Memory(keys=[(lo(9).key, "uid:5")], programs=[("uid:5", LO, Transport.UDP, False)])
+    pending = Pending(record)
+    assert pending.key_seen(lo(9).key, "uid:5") and pending.program_seen("uid:5", LO, Transport.UDP, random_port=False)
+    assert not pending.key_seen(lo(50001).key, "uid:0") and not pending.program_seen("uid:0", LO, Transport.TCP, random_port=False)
+    pending.note(Event(EventKind.CLOSED, NOW, lo(50001)))  # a closed event leaves nothing, as in the store
+    assert not pending.key_seen(lo(50001).key, "uid:0")
+    pending.note(opened(lo(50001)))
+    assert traces(lo(50001)) == ((lo(50001).key, "uid:0"), ("uid:0", LO, Transport.TCP, True))
+    assert pending.key_seen(lo(50001).key, "uid:0") and not pending.key_seen(lo(50001).key, "uid:1")
+    assert pending.program_seen("uid:0", LO, Transport.TCP, random_port=True)
+    assert pending.program_seen("uid:0", LO, Transport.TCP, random_port=False)  # any port, random or not
+    assert not pending.program_seen("uid:0", LO, Transport.UDP, random_port=False)
+    assert not pending.program_seen("uid:0", Exposure.ALL_INTERFACES, Transport.TCP, random_port=False)
+    pending.note(Event(EventKind.CHANGED, NOW, lo(631), previous=lo(631, owners=(owner(),))))
+    assert pending.key_seen(lo(631).key, "uid:0")
+    assert not pending.program_seen("uid:0", LO, Transport.UDP, random_port=True)
+    fixed = Pending(Memory())
+    fixed.note(opened(lo(631)))
+    assert fixed.program_seen("uid:0", LO, Transport.TCP, random_port=False)
+    assert not fixed.program_seen("uid:0", LO, Transport.TCP, random_port=True)  # a fixed port is no habit of random ones
+
+
+def test_the_second_nameless_random_port_decided_against_pending_is_quiet():
+    from portbell.daemon.rules import Pending
+
+    pending = Pending(Memory())
+    assert decide(opened(lo(50001)), pending).alert is True
+    pending.note(opened(lo(50001)))
+    assert decide(opened(lo(50002)), pending).reason == f"{BY_ROOT}; root re-opens random tcp ports on loopback"
