@@ -16,7 +16,7 @@ from .. import __version__
 from ..config import load
 from ..errors import ConfigError
 from ..model import Event, EventKind, Snapshot
-from ..rules import Policy, Verdict
+from ..rules import Pending, Policy, Verdict
 from ..sinks import Dispatcher, build, validate
 from .monitor import Monitor, Poll
 from .notify import sd_notify
@@ -100,7 +100,13 @@ class Daemon:
         if poll.events:
             self._refresh_decisions()
             now = self.clock()
-            decided = [(e, self.policy.decide(e, self.store, now)) for e in poll.events]
+            memory = Pending(self.store)  # the record's memory, plus what is decided but not yet in it
+            for _, waiting, *_ in self._unwritten:
+                for event, _ in waiting:
+                    memory.note(event)
+            for event in poll.events:
+                decided.append((event, self.policy.decide(event, memory, now)))
+                memory.note(event)
         return (snap, decided, False, self.first_poll, poll.refresh)
 
     def _write(self) -> list:
