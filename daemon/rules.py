@@ -11,19 +11,35 @@ Default policy (PRODUCT.md), with the novelty memory:
   was seen on the same key before, or it re-opens a random (dynamic or
   ephemeral range) port at an exposure and transport it was seen at before;
 - a loopback listener alerts per `notify.loopback`: "first-seen" (only the
-  first time its program is seen listening on loopback), "always", "never";
+  first time its program is seen listening on loopback; for an owner nobody
+  can name, see below), "always", "never";
 - `changed` alerts when the listener becomes more exposed, or a different
   program takes over an exposed key.
 
 Program identity (`program_of`), for the memory and the rules: the exe path,
 else the name, else the unit plus the socket's uid (`unit:service:cups.service
 uid:0`), else the uid alone (`uid:0`). A different unit is a different program.
-A uid-only identity names nobody: every unseen program of that uid shares it,
-so the policy never takes it as "seen before" (it fails toward alerting): such
-a listener alerts when it opens on loopback under first-seen and when it opens
-exposed, and a `changed` between two owners it cannot tell apart alerts on an
-exposed key. It is still recorded, so a later view that can name the program
-starts from the same history.
+A uid-only identity names nobody: every program of that uid the view cannot see
+shares it. So it never makes an exposed listener "seen before" (it fails toward
+alerting): such a listener alerts whenever it opens exposed, and a `changed`
+between two owners it cannot tell apart alerts on an exposed key.
+
+On loopback, under first-seen, a nameless listener (a uid alone) is judged by
+the exposed path's novelty, with the uid standing in for the program: quiet when
+that uid's nameless owner held this very key before, or when it opens a random
+port on a transport where that uid's nameless owners opened random loopback
+ports before; otherwise it alerts, once. Why: an unprivileged user's desktop is
+full of such listeners (root's and the system users' daemons and helpers,
+churning random loopback ports). "Never seen before" rang for every one of
+them; the per-program rule ("the first time uid 0 listens on loopback") would
+ring once and then never again, not even for a new fixed port. Only this
+machine can reach a loopback port, so taking "this uid did it before" for "this
+program did" costs little; exposed it would cost too much, so exposed stays as
+above.
+
+Each decision is made against the memory as it will be once everything decided
+before it is committed (`Pending`): the second of two listeners in one poll, or
+in polls still waiting for a full disk, is seen too.
 """
 
 from __future__ import annotations
@@ -154,6 +170,13 @@ def is_anonymous(program: str) -> bool:
     return program == "unknown" or program.startswith("uid:")
 
 
+def traces(li: Listener) -> tuple[tuple[Key, str], tuple[str, Exposure, Transport, bool]]:
+    """What an opened or changed listener leaves in the novelty memory: its key with its program,
+    and its program at its exposure and transport, with whether the port was a random one."""
+    program = program_of(li)
+    return (li.key, program), (program, li.exposure, li.transport, is_random_port(li.port))
+
+
 def is_random_port(port: int) -> bool:
     """A port the program most likely let the OS choose."""
     if port_class(port) == DYNAMIC:
@@ -168,6 +191,30 @@ class Memory(Protocol):
     def key_seen(self, key: Key, program: str) -> bool: ...
 
     def program_seen(self, program: str, exposure: Exposure, transport: Transport, *, random_port: bool) -> bool: ...
+
+
+class Pending:
+    """The memory as it will be once the events noted so far are committed: the record's, plus
+    theirs. A poll's events are decided in order against it (see the module docstring)."""
+
+    def __init__(self, memory: Memory) -> None:
+        self.memory = memory
+        self._keys: set[tuple[Key, str]] = set()
+        self._programs: set[tuple[str, Exposure, Transport, bool]] = set()
+
+    def note(self, event: Event) -> None:
+        """What the store will remember of this event (closed events leave nothing)."""
+        if event.kind is not EventKind.CLOSED:
+            key, program = traces(event.listener)
+            self._keys.add(key)
+            self._programs.add(program)
+
+    def key_seen(self, key: Key, program: str) -> bool:
+        return (key, program) in self._keys or self.memory.key_seen(key, program)
+
+    def program_seen(self, program: str, exposure: Exposure, transport: Transport, *, random_port: bool) -> bool:
+        noted = any((program, exposure, transport, r) in self._programs for r in ((True,) if random_port else (True, False)))
+        return noted or self.memory.program_seen(program, exposure, transport, random_port=random_port)
 
 
 @value
@@ -203,7 +250,7 @@ class Policy:
             if self.loopback == "never":
                 return Verdict(False, "loopback listener (notify.loopback = never)")
             if anonymous:
-                return Verdict(True, "loopback, by a program nobody can name (so never seen before)")
+                return _nameless_on_loopback(li, program, memory)
             if memory.program_seen(program, Exposure.LOOPBACK, li.transport, random_port=False):
                 return Verdict(False, "loopback, and this program has listened on loopback before")
             return Verdict(True, "first time this program listens, on loopback")
@@ -228,3 +275,22 @@ class Policy:
         if program_of(li) != program_of(was) or is_anonymous(program_of(li)):
             return Verdict(True, f"another program took over an exposed port ({program_of(was)} -> {program_of(li)})")
         return Verdict(False, "changed owner within the same program")
+
+
+def _nameless_on_loopback(li: Listener, program: str, memory: Memory) -> Verdict:
+    """First-seen for a loopback listener whose owner is a uid alone: per key, and per random-port
+    habit of that uid (see the module docstring)."""
+    uids = sorted({o.uid for o in li.owners if o.uid is not None})
+    if uids:
+        who = next((o.user for o in li.owners if o.uid == uids[0] and o.user), None) or f"uid {uids[0]}"
+        by = f"loopback, by a program of {who} nobody can name"
+    else:
+        who, by = "an owner nobody can name", "loopback, by a program nobody can name"
+    random_port = is_random_port(li.port)
+    if memory.key_seen(li.key, program):
+        return Verdict(False, f"{by}; {who} has listened on {li.endpoint} before")
+    if random_port and memory.program_seen(program, Exposure.LOOPBACK, li.transport, random_port=True):
+        return Verdict(False, f"{by}; {who} re-opens random {li.transport} ports on loopback")
+    if random_port:
+        return Verdict(True, f"{by}: the first random {li.transport} port {who} opens on loopback")
+    return Verdict(True, f"{by}: the first time {who} listens on {li.endpoint}")

@@ -61,6 +61,32 @@ def test_loopback_alerts_only_the_first_time_a_program_is_seen_there(memory):
     assert not Policy(loopback="never").decide(ev(li(9999, "::1", exe="/bin/new")), memory, NOW).alert
 
 
+def nameless(port, address="127.0.0.1", uid=0, transport=Transport.TCP):
+    """A listener of another user, as an unprivileged view sees it: the socket's uid, nothing else."""
+    return Listener(transport, 4, address, port, classify(address), owners=(Owner(pid=None, uid=uid, user="root" if uid == 0 else None),))
+
+
+def test_the_store_remembers_nameless_owners_so_their_second_loopback_port_is_seen(memory):
+    p = Policy()
+    assert p.decide(ev(nameless(50001)), memory, NOW).alert
+    remember(memory, nameless(50001))
+    assert memory.key_seen(nameless(50001).key, "uid:0")
+    assert memory.program_seen("uid:0", Exposure.LOOPBACK, Transport.TCP, random_port=True)
+    verdict = p.decide(ev(nameless(50002)), memory, NOW)  # the churn: another random port
+    assert not verdict.alert and "re-opens random tcp ports" in verdict.reason
+    assert not p.decide(ev(nameless(50001)), memory, NOW).alert
+    assert p.decide(ev(nameless(50002, uid=104)), memory, NOW).alert  # another user's
+    assert p.decide(ev(nameless(50002, transport=Transport.UDP)), memory, NOW).alert  # another transport
+    assert p.decide(ev(nameless(631)), memory, NOW).alert  # a fixed port: new once
+    remember(memory, nameless(631))
+    verdict = p.decide(ev(nameless(631)), memory, NOW)
+    assert not verdict.alert and "has listened on 127.0.0.1:631 before" in verdict.reason
+    assert p.decide(ev(nameless(632)), memory, NOW).alert
+    remember(memory, nameless(50003, "0.0.0.0"))
+    assert p.decide(ev(nameless(50003, "0.0.0.0")), memory, NOW).alert  # exposed: every time
+    assert p.decide(ev(nameless(50004, "0.0.0.0")), memory, NOW).alert
+
+
 def test_trust_and_mute_rules_and_their_limits(memory):
     rules = (
         Rule("trust", program="/usr/sbin/sshd", ports=(22, 22)),

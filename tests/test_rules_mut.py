@@ -225,7 +225,9 @@ LOOP = "127.0.0.1"
     [
         ("always", Memory(), None, (True, "loopback listener (notify.loopback = always)")),
         ("never", Memory(), None, (False, "loopback listener (notify.loopback = never)")),
-        ("first-seen", Memory(), (Owner(pid=None, uid=0),), (True, "loopback, by a program nobody can name (so never seen before)")),
+        ("always", Memory(keys=[(li(address="127.0.0.1", owners=(Owner(pid=None, uid=0),)).key, "uid:0")]), (Owner(pid=None, uid=0),),
+         (True, "loopback listener (notify.loopback = always)")),
+        ("never", Memory(), (Owner(pid=None, uid=0),), (False, "loopback listener (notify.loopback = never)")),
         ("first-seen", Memory(programs=[("/usr/bin/node", Exposure.LOOPBACK, Transport.TCP, False)]), None,
          (False, "loopback, and this program has listened on loopback before")),
         ("first-seen", Memory(programs=[("/usr/bin/node", Exposure.LOOPBACK, Transport.TCP, True)]), None,
@@ -238,9 +240,56 @@ def test_loopback_openings_follow_notify_loopback(loopback, memory, owners, expe
     assert (v.alert, v.reason) == expected
 
 
-def test_an_exposed_opening_by_nobody_nameable_alerts():
+def test_an_exposed_opening_by_nobody_nameable_alerts_even_where_its_uid_listened_before():
     v = decide(opened(li(owners=(Owner(pid=None, uid=0),))), Memory(keys=[]))
     assert (v.alert, v.reason) == (True, "reachable from other machines (all-interfaces), by a program nobody can name")
+    nameless = li(50001, owners=(Owner(pid=None, uid=0),))
+    seen = Memory(keys=[(nameless.key, "uid:0")], programs=[("uid:0", Exposure.ALL_INTERFACES, Transport.TCP, r) for r in (True, False)])
+    assert decide(opened(nameless), seen).alert is True
+
+
+ROOT = (Owner(pid=None, uid=0, user="root"),)
+BY_ROOT = "loopback, by a program of root nobody can name"
+LO = Exposure.LOOPBACK
+
+
+def lo(port, owners=ROOT, transport=Transport.TCP):
+    return li(port, address=LOOP, owners=owners, transport=transport)
+
+
+@pytest.mark.parametrize(
+    "port, memory, expected",
+    [
+        (50001, Memory(), (True, f"{BY_ROOT}: the first random tcp port root opens on loopback")),
+        (50001, Memory(programs=[("uid:0", LO, Transport.TCP, True)]), (False, f"{BY_ROOT}; root re-opens random tcp ports on loopback")),
+        (50001, Memory(keys=[(lo(50001).key, "uid:0")]), (False, f"{BY_ROOT}; root has listened on 127.0.0.1:50001 before")),
+        (631, Memory(), (True, f"{BY_ROOT}: the first time root listens on 127.0.0.1:631")),
+        (631, Memory(keys=[(lo(631).key, "uid:0")]), (False, f"{BY_ROOT}; root has listened on 127.0.0.1:631 before")),
+        # a habit of random ports says nothing of a fixed one
+        (631, Memory(programs=[("uid:0", LO, Transport.TCP, True), ("uid:0", LO, Transport.TCP, False)]),
+         (True, f"{BY_ROOT}: the first time root listens on 127.0.0.1:631")),
+        # fixed ports only, another transport, another exposure, another uid, another address: no habit of this one
+        (50001, Memory(programs=[("uid:0", LO, Transport.TCP, False)]), (True, f"{BY_ROOT}: the first random tcp port root opens on loopback")),
+        (50001, Memory(programs=[("uid:0", LO, Transport.UDP, True)]), (True, f"{BY_ROOT}: the first random tcp port root opens on loopback")),
+        (50001, Memory(programs=[("uid:0", Exposure.ALL_INTERFACES, Transport.TCP, True)]), (True, f"{BY_ROOT}: the first random tcp port root opens on loopback")),
+        (50001, Memory(programs=[("uid:104", LO, Transport.TCP, True)]), (True, f"{BY_ROOT}: the first random tcp port root opens on loopback")),
+        (631, Memory(keys=[(li(631, address="::1").key, "uid:0"), (lo(631).key, "uid:104")]), (True, f"{BY_ROOT}: the first time root listens on 127.0.0.1:631")),
+    ],
+)  # fmt: skip
+def test_a_nameless_loopback_opening_is_new_per_key_and_per_random_port_habit_of_its_uid(port, memory, expected):
+    v = decide(opened(lo(port)), memory)
+    assert (v.alert, v.reason) == expected
+
+
+def test_a_nameless_owner_is_called_by_its_user_else_its_uid_else_nothing():
+    v = decide(opened(lo(631, owners=(Owner(pid=None, uid=1001),))), Memory())
+    assert (v.alert, v.reason) == (True, "loopback, by a program of uid 1001 nobody can name: the first time uid 1001 listens on 127.0.0.1:631")
+    two = (Owner(pid=None, uid=7, user="lp"), Owner(pid=None, uid=0, user="root"))  # the identity's uid, the smallest
+    assert decide(opened(lo(631, owners=two)), Memory()).reason == f"{BY_ROOT}: the first time root listens on 127.0.0.1:631"
+    v = decide(opened(lo(50001, owners=(), transport=Transport.UDP)), Memory(programs=[("unknown", LO, Transport.UDP, True)]))
+    assert (v.alert, v.reason) == (False, "loopback, by a program nobody can name; an owner nobody can name re-opens random udp ports on loopback")
+    v = decide(opened(lo(631, owners=())), Memory())
+    assert (v.alert, v.reason) == (True, "loopback, by a program nobody can name: the first time an owner nobody can name listens on 127.0.0.1:631")
 
 
 def test_an_exposed_opening_seen_on_the_same_key_is_quiet():
@@ -304,3 +353,40 @@ def test_learning_the_unit_is_quiet_but_a_unit_with_new_owners_is_not():
 def test_a_takeover_between_two_nameless_owners_alerts():
     v = decide(changed(li(owners=(Owner(pid=None, uid=0),)), li(owners=(Owner(pid=5, uid=0),))))
     assert (v.alert, v.reason) == (True, "another program took over an exposed port (uid:0 -> uid:0)")
+
+
+# ------------------------------------------------------------------ the memory a poll decides against
+
+
+def test_pending_adds_what_was_noted_to_the_records_memory():
+    from portbell.daemon.rules import Pending, traces
+
+    record = Memory(keys=[(lo(9).key, "uid:5")], programs=[("uid:5", LO, Transport.UDP, False)])
+    pending = Pending(record)
+    assert pending.key_seen(lo(9).key, "uid:5") and pending.program_seen("uid:5", LO, Transport.UDP, random_port=False)
+    assert not pending.key_seen(lo(50001).key, "uid:0") and not pending.program_seen("uid:0", LO, Transport.TCP, random_port=False)
+    pending.note(Event(EventKind.CLOSED, NOW, lo(50001)))  # a closed event leaves nothing, as in the store
+    assert not pending.key_seen(lo(50001).key, "uid:0")
+    pending.note(opened(lo(50001)))
+    assert traces(lo(50001)) == ((lo(50001).key, "uid:0"), ("uid:0", LO, Transport.TCP, True))
+    assert pending.key_seen(lo(50001).key, "uid:0") and not pending.key_seen(lo(50001).key, "uid:1")
+    assert pending.program_seen("uid:0", LO, Transport.TCP, random_port=True)
+    assert pending.program_seen("uid:0", LO, Transport.TCP, random_port=False)  # any port, random or not
+    assert not pending.program_seen("uid:0", LO, Transport.UDP, random_port=False)
+    assert not pending.program_seen("uid:0", Exposure.ALL_INTERFACES, Transport.TCP, random_port=False)
+    pending.note(Event(EventKind.CHANGED, NOW, lo(631), previous=lo(631, owners=(owner(),))))
+    assert pending.key_seen(lo(631).key, "uid:0")
+    assert not pending.program_seen("uid:0", LO, Transport.UDP, random_port=True)
+    fixed = Pending(Memory())
+    fixed.note(opened(lo(631)))
+    assert fixed.program_seen("uid:0", LO, Transport.TCP, random_port=False)
+    assert not fixed.program_seen("uid:0", LO, Transport.TCP, random_port=True)  # a fixed port is no habit of random ones
+
+
+def test_the_second_nameless_random_port_decided_against_pending_is_quiet():
+    from portbell.daemon.rules import Pending
+
+    pending = Pending(Memory())
+    assert decide(opened(lo(50001)), pending).alert is True
+    pending.note(opened(lo(50001)))
+    assert decide(opened(lo(50002)), pending).reason == f"{BY_ROOT}; root re-opens random tcp ports on loopback"

@@ -23,8 +23,8 @@ from __future__ import annotations
 import sys
 from pathlib import PurePath
 
-from . import _common
 from ..model import value
+from . import _common
 from ._common import MARK, AutostartError, Spec
 
 __all__ = ["AutostartError", "Entry", "Spec", "WHICH", "disable", "enable", "specs", "status"]

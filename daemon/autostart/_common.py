@@ -21,8 +21,8 @@ from typing import Callable, Sequence
 from xml.sax.saxutils import escape
 
 from ..errors import AutostartError
-from ..paths import write_atomic
 from ..model import value
+from ..paths import write_atomic
 
 MARK = "written by portbell autostart"
 _UNSEALED = "0" * 16

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from enum import StrEnum
 
-from ._valueclass import field, replace, value
+from ._valueclass import field, replace, value  # noqa: F401 (replace: for the users of the values)
 
 TYPE_CHECKING = False  # typing costs 2 ms of every `portbell who`: annotations only need it when checked
 if TYPE_CHECKING:

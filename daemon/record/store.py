@@ -33,10 +33,11 @@ from ..model import (
     Transport,
     iso,
     parse_iso,
+    value,
 )
-from ..rules import Rule, Verdict, is_random_port, program_of
-from ..model import value
+from ..rules import Rule, Verdict, program_of, traces
 from .schema import connect, failed
+
 
 def _ts(moment: datetime) -> float:
     return moment.timestamp()
@@ -196,14 +197,16 @@ class Store:
         self.conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO UPDATE SET value = excluded.value", (key, value))
 
     def _remember(self, li: Listener, now: float) -> None:
-        program = program_of(li)
+        """The novelty memory (rules.traces says what a listener leaves), for every program,
+        a nameless one's uid too: its loopback ports are judged by it."""
+        (key, program), (_, exposure, transport, random_port) = traces(li)
         self.conn.execute(
             "INSERT INTO seen_keys VALUES (?,?,?,?,?,?) ON CONFLICT DO UPDATE SET last_seen = excluded.last_seen",
-            (str(li.transport), li.address, li.port, program, now, now),
+            (str(key.transport), key.address, key.port, program, now, now),
         )
         self.conn.execute(
             "INSERT INTO seen_programs VALUES (?,?,?,?,?,?) ON CONFLICT DO UPDATE SET last_seen = excluded.last_seen",
-            (program, str(li.exposure), str(li.transport), int(is_random_port(li.port)), now, now),
+            (program, str(exposure), str(transport), int(random_port), now, now),
         )
 
     def _transaction(self):

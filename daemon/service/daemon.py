@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -15,7 +16,7 @@ from .. import __version__
 from ..config import load
 from ..errors import ConfigError, StoreError
 from ..model import Event, EventKind, Snapshot
-from ..rules import Policy, Verdict
+from ..rules import Pending, Policy, Verdict
 from ..sinks import Dispatcher, build, validate
 from .monitor import Monitor, Poll
 from .notify import sd_notify
@@ -26,7 +27,9 @@ HEARTBEAT_S = 15.0  # how often the record learns the daemon is alive when nothi
 CONFIG_CHECK_S = 5.0  # how often the config file's stamp is looked at (SIGHUP reloads at once)
 PRUNE_S = 3600.0
 MAX_UNWRITTEN = 100_000  # events kept in memory while the record cannot be written
-RECORD_FAILS = (StoreError, OSError)  # what using the record can raise: the daemon logs it and samples on
+# What using the record can raise (the Store says StoreError; sqlite3's own from a store that does not):
+# the daemon logs it and samples on.
+RECORD_FAILS = (StoreError, sqlite3.Error, OSError)
 
 
 def utcnow() -> datetime:
@@ -101,18 +104,14 @@ class Daemon:
         if poll.events:
             self._refresh_decisions()
             now = self.clock()
-            decided = [(e, self._verdict(e, now)) for e in poll.events]
+            memory = Pending(Remembered(self.store, self._unreadable))  # the record's memory, plus what is decided but not yet in it
+            for _, waiting, *_ in self._unwritten:
+                for event, _ in waiting:
+                    memory.note(event)
+            for event in poll.events:
+                decided.append((event, self.policy.decide(event, memory, now)))
+                memory.note(event)
         return (snap, decided, False, self.first_poll, poll.refresh)
-
-    def _verdict(self, event: Event, now: datetime) -> Verdict:
-        """The policy's verdict; when the record cannot say what it has seen, as if nothing was (fail toward alerting)."""
-        try:
-            verdict = self.policy.decide(event, self.store, now)
-        except RECORD_FAILS as err:
-            self._unreadable("what the record remembers", err, "deciding as if nothing was seen before")
-            return self.policy.decide(event, NOTHING_SEEN, now)
-        self._unreadable("what the record remembers", None)
-        return verdict
 
     def _unreadable(self, what: str, err: Exception | None, meanwhile: str = "") -> None:
         """Log a read of the record that fails, once for each new reason, and when it works again."""
@@ -298,17 +297,26 @@ class Daemon:
         self._note_cursors()  # what the sinks did not finish is theirs at the next start
 
 
-class _NothingSeen:
-    """The memory (rules.Memory) when the record cannot be read: it has seen nothing."""
+class Remembered:
+    """The record's memory (rules.Memory); when it cannot be read, it has seen nothing (fail toward alerting)."""
+
+    def __init__(self, store, unreadable: Callable) -> None:
+        self.store, self.unreadable = store, unreadable
 
     def key_seen(self, key, program: str) -> bool:
-        return False
+        return self._ask(lambda: self.store.key_seen(key, program))
 
     def program_seen(self, program: str, exposure, transport, *, random_port: bool) -> bool:
-        return False
+        return self._ask(lambda: self.store.program_seen(program, exposure, transport, random_port=random_port))
 
-
-NOTHING_SEEN = _NothingSeen()
+    def _ask(self, question: Callable[[], bool]) -> bool:
+        try:
+            answer = question()
+        except RECORD_FAILS as err:
+            self.unreadable("what the record remembers", err, "deciding as if nothing was seen before")
+            return False
+        self.unreadable("what the record remembers", None)
+        return answer
 
 
 def _stamp(path: Path | None):
