@@ -249,3 +249,20 @@ def debian_tool(command: str, package: str) -> str:
     if tool is None:
         pytest.fail(f"could not install {package}: {done.stdout[-2000:]}{done.stderr[-2000:]}")
     return tool
+
+
+def damage_a_page(path, btree: str = "events_at") -> None:
+    """Garbage over the first bytes of one b-tree page of a record, in the file itself (same inode,
+    same size): its header and schema still read, and PRAGMA quick_check answers that it failed."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        ((root, size),) = conn.execute(
+            "SELECT rootpage, (SELECT page_size FROM pragma_page_size) FROM sqlite_master WHERE name = ?", (btree,)
+        ).fetchall()
+    finally:
+        conn.close()
+    with open(path, "r+b") as f:
+        f.seek((root - 1) * size)
+        f.write(b"\xff" * 8)

@@ -32,7 +32,7 @@ def cmd_daemon(args) -> int:
     lock = InstanceLock(paths.lock_file())
     lock.acquire()
     try:
-        store = Store.open(paths.database())
+        store = Store.open(paths.database(), daemon=True)  # it holds the lock: the record's one daemon
         prefer = args.sampler or (None if config.sampler == "auto" else config.sampler)
         sampler, skipped = samplers.open_sampler(prefer)
         for reason in skipped:

@@ -7,14 +7,13 @@ import logging
 import os
 import sqlite3
 import stat
-import threading
 import time
-import weakref
 from pathlib import Path
 from typing import Iterable
 from urllib.parse import quote
 
 from ..errors import ForeignFile, PortbellError, StoreError, UnwritableDir
+from .holders import OPENING, Connection, held as _held, holder, ident as _ident
 
 APPLICATION_ID = 0x70626C6C  # "pbll": marks the file as portbell's
 SCHEMA = 2
@@ -64,80 +63,20 @@ _BUSY = {"SQLITE_BUSY", "SQLITE_LOCKED"}
 _BROKEN = {"SQLITE_NOTADB", "SQLITE_CORRUPT"}
 
 
-# The records this process holds open through SQLite, by (device, inode): how many connections.
-# Closing any descriptor of a file drops every POSIX lock the process holds on it, SQLite's too (its
-# unix VFS shares one set of locks per inode in a process, and defers its own closes for this reason).
-# So a file held here is never opened with a descriptor of our own: it was looked at when first
-# opened, and SQLite's checks run again on the new connection. One open at a time in a process
-# (_OPENING): no other thread connects between the look at _HELD and our descriptor's close.
-_HELD: dict[tuple[int, int], int] = {}
-_HELD_LOCK = threading.RLock()  # held for a moment; reentrant: a connection collected meanwhile lets go
-_OPENING = threading.Lock()
-
-
-def _forked() -> None:
-    """A forked child inherits no POSIX locks (it holds nothing yet), nor the threads that were opening."""
-    global _HELD_LOCK, _OPENING
-    _HELD.clear()
-    _HELD_LOCK, _OPENING = threading.RLock(), threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forked)
-
-
-class _Connection(sqlite3.Connection):
-    """A connection to the record that counts itself in _HELD from its open to its close (or collection)."""
-
-    _release = None
-
-    def hold(self, ident: tuple[int, int]) -> None:
-        with _HELD_LOCK:
-            _HELD[ident] = _HELD.get(ident, 0) + 1
-        self._release = weakref.finalize(self, _let_go, ident)
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            if self._release is not None:
-                self._release()
-
-
-def _let_go(ident: tuple[int, int]) -> None:
-    with _HELD_LOCK:
-        left = _HELD.get(ident, 0) - 1
-        if left > 0:
-            _HELD[ident] = left
-        else:
-            _HELD.pop(ident, None)
-
-
-def _ident(path: Path) -> tuple[int, int] | None:
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
-def _held(path: Path) -> tuple[int, int] | None:
-    """The file at `path` when this process already holds it open through SQLite, else None."""
-    ident = _ident(path)
-    with _HELD_LOCK:
-        return ident if ident is not None and ident in _HELD else None
-
-
-def connect(path: Path, *, readonly: bool = False, busy_timeout_s: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
+def connect(
+    path: Path, *, readonly: bool = False, daemon: bool = False, busy_timeout_s: float = BUSY_TIMEOUT_S
+) -> sqlite3.Connection:
     """Open (the writer creates and migrates; readers never change the file).
 
     The record is a regular file, never reached through a symbolic link (neither it nor its
     -wal and -shm). Busy or locked (another process holds it) means wait `busy_timeout_s`, then
     a StoreError; only a file that is truly not a portbell database, or fails its integrity
-    check, is moved aside (by the writer: renamed, byte for byte, mode kept). Every failure a
-    person can meet is a StoreError whose message says what is wrong and what to do."""
-    with _OPENING:
-        return _reader(path, busy_timeout_s) if readonly else _writer(path, busy_timeout_s)
+    check, is moved aside (by the writer: renamed, byte for byte, mode kept), and only by the
+    daemon (`daemon`: the caller holds the record's instance lock) while another process has it
+    open. Every failure a person can meet is a StoreError whose message says what is wrong and
+    what to do."""
+    with OPENING:
+        return _reader(path, busy_timeout_s) if readonly else _writer(path, busy_timeout_s, daemon)
 
 
 def _reader(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
@@ -152,7 +91,7 @@ def _reader(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
         uri += "&immutable=1"
     before = _ident(path)
     try:
-        conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout_s, isolation_level=None, factory=_Connection)
+        conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout_s, isolation_level=None, factory=Connection)
     except sqlite3.DatabaseError as err:
         raise _translate(err, path, writing=False) from err
     try:
@@ -174,7 +113,7 @@ def _reader(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
     return conn
 
 
-def _writer(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
+def _writer(path: Path, busy_timeout_s: float, daemon: bool) -> sqlite3.Connection:
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as err:
@@ -185,11 +124,11 @@ def _writer(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
     if kind == "file" and held is None:
         foreign = identify(path)
         if foreign:
-            _move_aside(path, foreign)
+            _move_aside(path, foreign, held=False, daemon=daemon)
     try:
         return _open_writer(path, busy_timeout_s, held)
     except ForeignFile as err:  # found broken only once opened (integrity check, malformed pages)
-        _move_aside(path, str(err))
+        _move_aside(path, str(err), held=held is not None, daemon=daemon)
         return _open_writer(path, busy_timeout_s, None)
 
 
@@ -250,8 +189,15 @@ def identify(path: Path) -> str | None:
     return "an SQLite database of another program (no portbell application id)"
 
 
-def _move_aside(path: Path, why: str) -> None:
-    """Rename the file (and its -wal, -shm): the same bytes and mode under a new name, never deleted."""
+def _move_aside(path: Path, why: str, *, held: bool, daemon: bool) -> None:
+    """Rename the file (and its -wal, -shm): the same bytes and mode under a new name, never deleted.
+
+    Never under a live holder, unless by the daemon: a daemon holding the file would go on writing
+    into the renamed one while the tray and the command line read a new one, the history split in
+    two without a word. The daemon holds the record's instance lock, so whatever else has the file
+    open only reads it (the tray follows the path to the new file) or writes one decision and closes."""
+    if not daemon:
+        _refuse_in_use(path, why, held)
     aside = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
     n = 1
     while os.path.lexists(aside):
@@ -269,12 +215,33 @@ def _move_aside(path: Path, why: str) -> None:
     )
 
 
+def _refuse_in_use(path: Path, why: str, held: bool) -> None:
+    """A StoreError, and not a byte changed, when a process has the file open through SQLite:
+    this one (`held`: it cannot even ask without dropping its own locks), or another."""
+    if held:
+        who = "this program has it open already"
+    else:
+        try:
+            pid = holder(path)
+        except OSError as err:
+            raise _oserror(err, path, writing=True) from err
+        if pid is None:
+            return
+        who = f"{f'pid {pid}' if pid else 'another process'} has it open (the daemon?)"
+    raise StoreError(
+        f"the record {path} is damaged ({why}) and {who}, so it was left as it is (moving it aside now "
+        "would split the history in two files). Restart the daemon, which moves a damaged record aside "
+        "when it starts, then run this again",
+        path=path,
+    )
+
+
 def _open_writer(path: Path, busy_timeout_s: float, held: tuple[int, int] | None) -> sqlite3.Connection:
     """`held`: the file at `path` that this process already holds open through SQLite (its mode
     and kind were seen to when it was first opened), or None."""
     ident = held or _create(path)
     try:
-        conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, factory=_Connection)
+        conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, factory=Connection)
     except sqlite3.DatabaseError as err:
         raise _translate(err, path, writing=True) from err
     try:
@@ -300,7 +267,7 @@ def _create(path: Path) -> tuple[int, int]:
     Private from the first byte; 0640 only when asked (PORTBELL_STATE_MODE, the system-wide
     mode, whose group reads the record). SQLite gives the -wal and -shm files the same mode.
     Our descriptor is closed before SQLite opens the file, and only when this process holds no
-    connection to it (_HELD): the inode check after connecting catches a file swapped in between."""
+    connection to it (holders.HELD): the inode check after connecting catches a file swapped in between."""
     mode = 0o640 if os.environ.get("PORTBELL_STATE_MODE") == "0640" else 0o600
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), mode)

@@ -100,9 +100,10 @@ class Store:
     # ------------------------------------------------------------ opening
 
     @classmethod
-    def open(cls, path: Path, *, readonly: bool = False) -> Store:
-        """Open (the writer creates and migrates; readers never change the file)."""
-        return cls(connect(path, readonly=readonly), path, readonly)
+    def open(cls, path: Path, *, readonly: bool = False, daemon: bool = False) -> Store:
+        """Open (the writer creates and migrates; readers never change the file). `daemon`: the
+        caller holds the record's instance lock, and may move a damaged record aside under readers."""
+        return cls(connect(path, readonly=readonly, daemon=daemon), path, readonly)
 
     def close(self) -> None:
         self.conn.close()
