@@ -4,7 +4,8 @@ Each directory can be moved with an environment variable, which the tests and
 the system-wide mode use: PORTBELL_STATE_DIR (the database), PORTBELL_CONFIG
 (the config file itself), PORTBELL_RUNTIME_DIR (the tray's lock). The daemon's lock lives beside the
 record, whatever the environment says: one record, one lock, one daemon. PORTBELL_STATE_MODE=0640 makes
-the database group-readable (the system-wide mode; read in record/schema.py); anything else keeps 0600.
+the database group-readable (the system-wide mode; read in record/schema.py); anything else creates it
+0600, and never takes the group's read away from a record that has it.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import debian_tool
+from conftest import debian_tool, portbell
 from portbell.daemon.autostart import _common as _autostart, _linux as _autostart_linux, _macos as _autostart_macos
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,6 +143,41 @@ def test_the_store_is_group_readable_only_when_the_system_mode_asks(tmp_path, mo
     assert {"portbell.db", "portbell.db-wal", "portbell.db-shm"} <= set(found) and set(found.values()) == {0o640}
     monkeypatch.setenv("PORTBELL_STATE_MODE", "0644")  # anything else stays private
     assert set(modes(tmp_path / "other").values()) == {0o600}
+
+
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="POSIX modes")
+@pytest.mark.parametrize(
+    "before, asked, after",
+    [
+        (0o640, None, 0o640),  # root's `trust` on the system-wide record, without the unit's environment
+        (0o644, None, 0o640),  # the world's read goes, the group's stays
+        (0o660, None, 0o640),  # and the group's write
+        (0o604, None, 0o600),  # no group read to keep
+        (0o600, None, 0o600),
+        (0o600, "0640", 0o640),  # the system-wide daemon asks for it
+        (0o644, "0640", 0o640),
+    ],
+    ids=lambda v: f"{v:04o}" if isinstance(v, int) else f"asked {v}" if v else "not asked",
+)
+def test_a_writer_never_takes_the_groups_read_away_from_an_existing_record(home, monkeypatch, before, asked, after):
+    from portbell.daemon.record import Store
+
+    path = home / "state" / "portbell.db"
+    monkeypatch.delenv("PORTBELL_STATE_MODE", raising=False)
+    Store.open(path).close()
+    os.chmod(path, before)
+    if asked:
+        monkeypatch.setenv("PORTBELL_STATE_MODE", asked)
+    trust = portbell("trust", "9000")  # a writer command, in its own process and environment
+    assert trust.returncode == 0, trust.stderr
+    assert stat.S_IMODE(path.stat().st_mode) == after
+    store = Store.open(path)  # another writer: the -wal and -shm SQLite creates take the record's mode
+    try:
+        store.conn.execute("CREATE TABLE IF NOT EXISTS probe(x)")
+        found = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.iterdir() if p.name.startswith("portbell.db")}
+    finally:
+        store.close()
+    assert found == {"portbell.db": after, "portbell.db-wal": after, "portbell.db-shm": after}
 
 
 # ------------------------------------------------------------ XDG autostart

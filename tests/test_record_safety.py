@@ -238,6 +238,29 @@ def test_group_readers_of_the_system_record_after_the_daemon_stops_read_it_and_t
     assert "not a usable portbell database" not in got["status"], got["status"]
 
 
+@pytest.mark.skipif(not is_root(), reason="needs root to stage the system-wide record and drop to nobody")
+def test_roots_trust_on_the_system_record_without_its_mode_in_the_environment_keeps_the_group_reading(open_tmp, monkeypatch):
+    """`sudo PORTBELL_STATE_DIR=/var/lib/portbell portbell trust 22`: the unit's PORTBELL_STATE_MODE is not there."""
+    state = _system_record(open_tmp)
+    monkeypatch.setenv("PORTBELL_STATE_DIR", str(state))
+    monkeypatch.delenv("PORTBELL_STATE_MODE", raising=False)
+    trust = portbell("trust", "22")
+    assert trust.returncode == 0, trust.stderr
+    db = state / "portbell.db"
+    assert stat.S_IMODE(db.stat().st_mode) == 0o640 and (db.stat().st_uid, db.stat().st_gid) == (0, NOBODY)
+
+    def work():
+        if os.geteuid() == 0:  # as_nobody's warm-up run
+            return None
+        store = Store.open(db, readonly=True)  # a member of the group: the tray, `portbell status`
+        try:
+            return [list(r.ports) for r in store.decisions()]
+        finally:
+            store.close()
+
+    assert as_nobody(work) == [[22, 22]]
+
+
 @pytest.mark.skipif(not is_root(), reason="needs root to drop to nobody")
 def test_a_read_only_state_dir_or_record_is_a_sentence(open_tmp, monkeypatch):
     tmp_path = open_tmp

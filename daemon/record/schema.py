@@ -264,19 +264,24 @@ def _open_writer(path: Path, busy_timeout_s: float, held: tuple[int, int] | None
 def _create(path: Path) -> tuple[int, int]:
     """Create the file, or see that it is a regular one with the record's mode; its (device, inode).
 
-    Private from the first byte; 0640 only when asked (PORTBELL_STATE_MODE, the system-wide
-    mode, whose group reads the record). SQLite gives the -wal and -shm files the same mode.
+    A new record is private from the first byte: 0600, or 0640 when asked (PORTBELL_STATE_MODE=0640,
+    the system-wide mode, whose group reads the record). An existing one is brought to that mode
+    too, but a writer never takes the group's read away from a record that has it: root's `trust`
+    on the system-wide record, without the unit's environment, must not lock out the group's trays.
+    So world bits and the group's write and execute go; the group's read stays: never looser than
+    0640, nor than asked. SQLite gives the -wal and -shm it creates the record's mode.
     Our descriptor is closed before SQLite opens the file, and only when this process holds no
     connection to it (holders.HELD): the inode check after connecting catches a file swapped in between."""
-    mode = 0o640 if os.environ.get("PORTBELL_STATE_MODE") == "0640" else 0o600
+    asked = 0o640 if os.environ.get("PORTBELL_STATE_MODE") == "0640" else 0o600
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), mode)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), asked)
     except OSError as err:
         raise _oserror(err, path, writing=True) from err
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise StoreError(f"{path} is not a regular file, not portbell's record", path=path)
+        mode = asked | (stat.S_IMODE(st.st_mode) & stat.S_IRGRP)
         if stat.S_IMODE(st.st_mode) != mode and hasattr(os, "fchmod"):
             os.fchmod(fd, mode)  # on the file itself, never through a path
     finally:
