@@ -298,3 +298,15 @@ def test_a_forward_in_a_label_is_cut_at_50_characters():
     label = menu.listener_label(x)
     forward = label.split("  ")[-1]
     assert len(forward) == 50 and forward.startswith("-> 172.17.0.2:80, by b") and forward.endswith("...")
+
+
+def test_a_loopback_listener_recorded_the_instant_the_tray_started_is_in_its_first_menu():
+    """It was there when the tray started (the daemon's sample and the tray's start share a clock
+    tick): not news to hold back. One recorded a microsecond later is, for three seconds."""
+    there, new = li(5000, address="127.0.0.1"), li(5001, address="127.0.0.1")
+    since = {there.key: T_START, new.key: T_START + timedelta(microseconds=1)}
+    shown, due = menu.settled(menu.order([there, new]), since, T_START, T_START)  # as the app's first view
+    text = menu.as_text(menu.build(view(*shown, since=since), T_START))
+    assert "5000 tcp  python3 (4242)  127.0.0.1" in text
+    assert "5001 tcp" not in text
+    assert due == T_START + timedelta(seconds=3, microseconds=1)

@@ -3,11 +3,13 @@ filters and limits of events(), what prune keeps, the memory, history, and how r
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from conftest import damage_a_page
 from portbell.daemon.addresses import classify
 from portbell.daemon.errors import StoreError
 from portbell.daemon.model import Event, EventKind, Exposure, Key, Listener, Owner, Transport, snapshot_of
@@ -128,6 +130,28 @@ def ports(records):
 def test_events_limit_gives_the_newest_n_oldest_first(busy):
     assert [r.id for r in busy.events(limit=2)] == [4, 5]
     assert [r.id for r in busy.events()] == [1, 2, 3, 4, 5]
+
+
+def test_a_sink_behind_reads_on_from_its_cursor_the_oldest_first_a_batch_at_a_time(busy):
+    """As the daemon wires it: the Dispatcher's source is the record, read `first` records after a cursor."""
+    from portbell.daemon.sinks import Dispatcher
+
+    class Taking:
+        name = "behind"
+
+        def __init__(self):
+            self.batches = []
+
+        def emit(self, records, snapshot):
+            self.batches.append([r.id for r in records])
+
+    sink = Taking()
+    dispatcher = Dispatcher([sink], source=lambda after, limit: busy.events(after_id=after, first=limit),
+                            cursors={"behind": 1}, newest=busy.last_id(), max_pending=2)  # fmt: skip
+    for _ in range(3):
+        dispatcher.dispatch((), None)
+    assert [b for b in sink.batches if b] == [[2, 3], [4, 5]]
+    assert dispatcher.cursors() == {"behind": 5}
 
 
 def test_events_since_includes_its_instant(busy):
@@ -291,6 +315,24 @@ def test_the_writer_creates_missing_state_folders_private(tmp_path):
     path = tmp_path / "a" / "b" / "portbell.db"
     Store.open(path).close()
     assert (path.parent.stat().st_mode & 0o777) == 0o700
+
+
+def test_a_record_failing_its_integrity_check_says_so_to_readers_and_the_writer_moves_it_aside(tmp_path, caplog):
+    path = tmp_path / "portbell.db"
+    store = Store.open(path)
+    poll(store, [li(8000)], [(EventKind.OPENED, li(8000))])
+    store.close()
+    damage_a_page(path)  # its header and schema read; a page of an index does not
+    damaged = path.read_bytes()
+    with pytest.raises(StoreError, match=rf"^{re.escape(str(path))} is not a usable portbell database \(integrity check failed\)$"):
+        Store.open(path, readonly=True)
+    assert path.read_bytes() == damaged
+    with caplog.at_level("WARNING", logger="portbell"):
+        Store.open(path).close()  # nobody else has it open: moved aside, a new record begun
+    (aside,) = [p for p in tmp_path.iterdir() if p.name.startswith("portbell.db.broken-") and not p.name.endswith(("-wal", "-shm"))]
+    assert aside.read_bytes() == damaged
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "portbell"]
+    assert f"{path} was not a usable portbell database (integrity check failed); moved it to {aside}" in warning
 
 
 def test_moving_a_foreign_file_aside_takes_its_wal_and_shm_along_and_says_so(tmp_path, caplog):
