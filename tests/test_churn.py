@@ -49,6 +49,7 @@ def _daemon(state: Path, as_nobody: bool) -> int:
     import tomllib  # noqa: F401  (everything the daemon imports lazily, loaded before the drop)
 
     from portbell.daemon import cli, record, samplers, service, sinks  # noqa: F401
+    from portbell.daemon.cli import daemon as _command  # noqa: F401  (main imports it by name)
     from portbell.daemon.cli import main
 
     sampler, _ = samplers.open_sampler(None)

@@ -222,7 +222,9 @@ def test_group_readers_of_the_system_record_after_the_daemon_stops_read_it_and_t
 
     def work():
         if os.geteuid() == 0:  # as_nobody's warm-up run: load the modules, change nothing
-            from portbell.daemon.cli import main  # noqa: F401
+            from portbell.daemon import cli
+
+            cli.build_parser()  # imports every command's module, as nobody could not
 
             return None
         store = Store.open(state / "portbell.db", readonly=True)
@@ -275,7 +277,9 @@ def test_a_read_only_state_dir_or_record_is_a_sentence(open_tmp, monkeypatch):
 
     def work():
         if os.geteuid() == 0:  # the warm-up run: root may write anything
-            from portbell.daemon.cli import main  # noqa: F401
+            from portbell.daemon import cli
+
+            cli.build_parser()  # imports every command's module, as nobody could not
 
             return []
         return [_cli("trust", "8000"), _cli("forget", "1")]
@@ -295,7 +299,9 @@ def test_home_unset_or_not_writable_is_a_sentence(open_tmp, monkeypatch):
     def work():
         out = []
         if os.geteuid() == 0:  # the warm-up run: root's home is writable
-            from portbell.daemon.cli import main  # noqa: F401
+            from portbell.daemon import cli
+
+            cli.build_parser()  # imports every command's module, as nobody could not
 
             return out
         for home in (None, str(not_a_dir)):
