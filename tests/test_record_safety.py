@@ -252,7 +252,7 @@ def test_roots_trust_on_the_system_record_without_its_mode_in_the_environment_ke
     assert stat.S_IMODE(db.stat().st_mode) == 0o640 and (db.stat().st_uid, db.stat().st_gid) == (0, NOBODY)
 
     def work():
-        if os.geteuid() == 0:  # as_nobody's warm-up run
+        if os.geteuid() == 0:  # as_nobody's warm-up run: the record's modules are loaded already
             return None
         store = Store.open(db, readonly=True)  # a member of the group: the tray, `portbell status`
         try:
