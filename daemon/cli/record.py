@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -10,7 +11,7 @@ from datetime import datetime, timezone
 
 from .. import paths, words
 from ..words import tray as phrases
-from ..errors import PortbellError, UsageError
+from ..errors import PortbellError, StoreError, UsageError
 from ..model import SCHEMA_VERSION, Exposure, Transport, iso, replace
 from ..when import parse_since
 from ._args import colour, count, duration, pid, port, row_id, user
@@ -57,18 +58,53 @@ def cmd_events(args) -> int:
                 return 1  # as `history`: a clean "no"
             return 0
         last = records[-1].id if records else floor
-        while not stop.wait(0.25):
+        store = _follow(store, args, version, last, dated, painted, now, stop)
+    finally:
+        store.close()
+    return 0
+
+
+def _follow(store, args, version, last, dated, painted, now, stop):
+    """Print what the daemon commits after `last`, until `stop`; the store it ends with.
+
+    One cheap pragma per tick while nothing is committed. A record replaced by a new one (the
+    daemon moved a damaged one aside when it started) is followed from its first event; a record
+    that cannot be read for a moment (being replaced, busy) is said once and waited for."""
+    opened, trouble = _file_of(paths.database()), None
+    while not stop.wait(0.25):
+        now_file = _file_of(paths.database())
+        if now_file is not None and now_file != opened:
+            try:
+                fresh = _reader()
+            except StoreError:
+                continue  # not a record yet: the daemon is still creating it
+            store.close()
+            store, opened, version, last = fresh, now_file, None, 0
+            print("portbell: the record was replaced by a new one (the old one was moved aside); following it.",
+                  file=sys.stderr, flush=True)
+        try:
             now_version = store.data_version()
             if now_version == version:
-                continue  # nothing committed since: one cheap pragma per tick
-            version = now_version
+                continue
             for rec in store.events(after_id=last, port=args.port, process=args.process, alerts_only=args.alerts):
                 dated = dated or not words.all_today([rec.event.at], now)  # past midnight: dates from then on
                 _print_record(rec, args.json, dated, painted)
                 last = rec.id
-    finally:
-        store.close()
-    return 0
+            version, trouble = now_version, None
+        except StoreError as err:
+            if trouble != str(err):
+                print(f"portbell: {err}; waiting until it can be read again.", file=sys.stderr, flush=True)
+            trouble = str(err)
+    return store
+
+
+def _file_of(path) -> tuple[int, int] | None:
+    """Which file is at `path` (device, inode); None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _print_record(rec, as_json: bool, dated: bool = False, painted: bool = False) -> None:
