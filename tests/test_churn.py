@@ -11,7 +11,9 @@ that namespace, so the record holds them and nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import gc
 import logging
 import os
 import random
@@ -61,6 +63,12 @@ def _daemon(state: Path, as_nobody: bool) -> int:
     pid = os.fork()
     if pid == 0:
         try:
+            # A dropped sqlite3 connection is freed by the cyclic collector only (Python 3.11: its
+            # statement cache refers back to it). Collected here after closerange, one inherited
+            # from the test would close whatever descriptor number it had: by then the daemon's own
+            # record, -wal or -shm ("locking protocol", every start failing). So: collect first,
+            # while its descriptors are still its own copies.
+            gc.collect()
             os.dup2(out, 1)
             os.dup2(out, 2)
             os.closerange(3, 65536)  # a fork holds the churn's sockets and the answer's pipe: drop them
@@ -84,7 +92,7 @@ def _daemon(state: Path, as_nobody: bool) -> int:
 
 def _recorded(db: Path, sql: str, args=()) -> list:
     try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
             return conn.execute(sql, args).fetchall()
     except sqlite3.Error:
         return []
@@ -116,8 +124,10 @@ def _churn(stop: threading.Event, seed: int, children: list) -> None:
         s.close()
 
 
-def _run_in_namespace(folder: Path, as_nobody: bool) -> dict:
-    """In the forked child, in its own network namespace."""
+def own_network(folder: Path, as_nobody: bool) -> Path:
+    """In a forked child: a network namespace of its own (its loopback up, nobody else's
+    listeners), and a daemon's state folder in `folder` (nobody's when `as_nobody`), in the
+    environment; the state folder."""
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(CLONE_NEWNET) != 0:
         raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET)")
@@ -127,6 +137,12 @@ def _run_in_namespace(folder: Path, as_nobody: bool) -> dict:
     if as_nobody:
         os.chown(state, NOBODY, NOBODY)
     os.environ.update(PORTBELL_STATE_DIR=str(state), PORTBELL_RUNTIME_DIR=str(state), PORTBELL_CONFIG=str(folder / "none.toml"))
+    return state
+
+
+def _run_in_namespace(folder: Path, as_nobody: bool) -> dict:
+    """In the forked child, in its own network namespace."""
+    state = own_network(folder, as_nobody)
     db = state / "portbell.db"
     pid = _daemon(state, as_nobody)
     try:

@@ -9,7 +9,6 @@ namespace of the test's own, while a root process opens and closes loopback list
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LINUX, NOBODY, in_child, is_root, wait_for
+from conftest import LINUX, in_child, is_root, wait_for
 from portbell.daemon.config import Config
 from portbell.daemon.model import Exposure, Listener, Owner, Transport, snapshot_of
 from portbell.daemon.record import Store
@@ -167,18 +166,11 @@ def _held(db: Path, address: str, port: int, times: int) -> list[tuple]:
 
 
 def _in_namespace(folder: Path) -> dict:
-    from test_churn import _daemon, _kill
+    from test_churn import _daemon, _kill, own_network
 
     from portbell.daemon.rules import is_random_port
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(CLONE_NEWNET) != 0:
-        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET)")
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    state = folder / "state"
-    state.mkdir(mode=0o700)
-    os.chown(state, NOBODY, NOBODY)
-    os.environ.update(PORTBELL_STATE_DIR=str(state), PORTBELL_RUNTIME_DIR=str(state), PORTBELL_CONFIG=str(folder / "none.toml"))
+    state = own_network(folder, as_nobody=True)
     db = state / "portbell.db"
     pid = _daemon(state, as_nobody=True)  # the default policy: notify.loopback = "first-seen"
     log = folder / "daemon.log"
