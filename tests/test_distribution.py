@@ -39,6 +39,20 @@ def wheel_metadata(wheel: Path) -> email.message.Message:
         return email.message_from_bytes(z.read(name))
 
 
+def test_every_python_package_folder_is_in_the_hand_kept_package_list():
+    """pyproject lists the packages by hand (the folders install under other names): a folder with
+    an __init__.py left out of the list is missing from the wheel, and every command fails at import."""
+    setuptools = PYPROJECT["tool"]["setuptools"]
+    folders = {f"portbell.{top}": ROOT / top for top in ("daemon", "tray")}
+    found = {
+        ".".join([name, *init.parent.relative_to(folder).parts])
+        for name, folder in folders.items()
+        for init in folder.rglob("__init__.py")
+    }
+    assert set(folders) <= set(setuptools["package-dir"])
+    assert found - set(setuptools["packages"]) == set()
+
+
 def test_the_license_is_a_pep_639_expression_with_its_file():
     project = PYPROJECT["project"]
     assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
