@@ -63,7 +63,6 @@ class Daemon:
         self._data_version = store.data_version()
         self._decisions = store.decisions()
         self._read_errors: dict[str, str] = {}  # what the record could not tell, and why (logged once)
-        self.policy = Policy(config.rules + self._decisions, config.notify_loopback)
         self._heartbeat_at = 0.0
         self._prune_at = 0.0
         self.last_sample_at: datetime | None = None
@@ -103,13 +102,13 @@ class Daemon:
         decided = []
         if poll.events:
             self._refresh_decisions()
-            now = self.clock()
+            now, policy = self.clock(), self.policy
             memory = Pending(Remembered(self.store, self._unreadable))  # the record's memory, plus what is decided but not yet in it
             for _, waiting, *_ in self._unwritten:
                 for event, _ in waiting:
                     memory.note(event)
             for event in poll.events:
-                decided.append((event, self.policy.decide(event, memory, now)))
+                decided.append((event, policy.decide(event, memory, now)))
                 memory.note(event)
         return (snap, decided, False, self.first_poll, poll.refresh)
 
@@ -252,6 +251,11 @@ class Daemon:
         self._config_stamp = stamp
         self.reload()
 
+    @property
+    def policy(self) -> Policy:
+        """The configuration's rules and the record's decisions, as they are now."""
+        return Policy(self.config.rules + self._decisions, self.config.notify_loopback)
+
     def _refresh_decisions(self) -> None:
         """Before deciding anything: decisions (trust, mute) written since by the CLI or the tray."""
         try:
@@ -264,9 +268,7 @@ class Daemon:
             return
         self._unreadable("the decisions in the record", None)
         self._data_version = version  # another connection committed: maybe a decision
-        if decisions != self._decisions:
-            self._decisions = decisions
-            self.policy = Policy(self.config.rules + decisions, self.config.notify_loopback)
+        self._decisions = decisions
 
     def reload(self) -> bool:
         if self.config_path is None:
@@ -281,7 +283,6 @@ class Daemon:
             return False
         old = self.config
         self.config = config
-        self.policy = Policy(config.rules + self._decisions, config.notify_loopback)
         if config.sinks != old.sinks:
             self.dispatcher.close(stopping=False)  # a reload: the new sinks take over (the textfile stays up)
             self._note_cursors()
