@@ -48,9 +48,9 @@ def tray_burst_title(count: int, exposed: int) -> str:
 
 def tray_command(argv, limit: int = TRAY_COMMAND_MAX) -> str:
     """A command line for a notification: one line, a multi-line argument (a `python -c` script)
-    cut at its first line, at most `limit` characters."""
+    cut at its first line, control characters escaped, at most `limit` characters."""
     args = [a.strip().splitlines()[0] + " ..." if "\n" in a.strip() else a for a in argv]
-    return short(" ".join(args), limit)
+    return short(printable(" ".join(args)), limit)
 
 
 def tray_stop_question(name: str | None, pid: int) -> tuple[str, str]:
