@@ -148,7 +148,6 @@ def cmd_history(args) -> int:
 
 def cmd_status(args) -> int:
     from ..service import InstanceLock
-    from ..errors import StoreError
 
     pid = InstanceLock.holder(paths.lock_file())
     failing = InstanceLock.note_of(paths.lock_file())  # e.g. "writes failing since ...: disk full"
@@ -217,11 +216,9 @@ def _tray_note(lock) -> dict | None:
 def _last_sample(info: dict | None) -> datetime | None:
     """When the running daemon last sampled: the instance lock's mtime, which it stamps after every
     sample, else the last sample its heartbeat recorded."""
-    import os
-
     recorded = info.get("last_sample_at") if info else None
     moments = [datetime.fromisoformat(recorded)] if recorded else []
-    if info and info.get("last_sample_at"):
+    if recorded:
         try:
             moments.append(datetime.fromtimestamp(os.stat(paths.lock_file()).st_mtime, timezone.utc))
         except OSError:
