@@ -4,7 +4,7 @@ says about its toolkit. Part of the one wording module (daemon/words): `from ..d
 from __future__ import annotations
 
 from ..model import Listener
-from . import first_name, partial_view, printable, short, unit_label
+from . import first_name, printable, short, unit_label
 
 
 TRAY_TITLE_MAX = 40  # characters; xfce4-notifyd cuts titles wider than about 300 px
