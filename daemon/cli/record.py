@@ -14,7 +14,7 @@ from ..words import tray as phrases
 from ..errors import PortbellError, StoreError, UsageError
 from ..model import SCHEMA_VERSION, Exposure, Transport, iso, replace
 from ..when import parse_since
-from ._args import colour, count, duration, pid, port, row_id, user
+from ._args import colour, count, duration, pid, port, row_id, transport_filter, transport_options, user
 
 
 def _reader():
@@ -112,7 +112,8 @@ def _print_record(rec, as_json: bool, dated: bool = False, painted: bool = False
 
 
 def cmd_history(args) -> int:
-    transport = "tcp" if args.tcp else "udp" if args.udp else None
+    wanted = transport_filter(args)
+    transport = str(wanted) if wanted is not None else None
     store = _reader()
     try:
         holdings = store.history(args.port, transport)
@@ -351,9 +352,7 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("history", help="who held a port, from when to when")
     p.add_argument("port", type=port, help="the port")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--tcp", action="store_true", help="TCP only")
-    group.add_argument("--udp", action="store_true", help="UDP only")
+    transport_options(p)
     p.add_argument("--json", action="store_true", help="one JSON document (version 1)")
     p.set_defaults(func=cmd_history)
 
