@@ -230,19 +230,21 @@ from portbell.tray.menu import Action  # noqa: E402
 
 def test_a_notice_about_one_listener_offers_details_trust_mute_an_hour_and_stop():
     x = Listener(Transport.TCP, 4, "0.0.0.0", 8000, classify("0.0.0.0"),
-                 owners=(Owner(pid=None, uid=1000), Owner(pid=7, uid=1000, name="node", started_at=T0)))  # fmt: skip
+                 owners=(Owner(pid=None, uid=1000), Owner(pid=7, uid=1000, name="node", started_at=T0, start=777)))  # fmt: skip
     assert buttons(notice([rec(x)]), uid=1000) == (
         ("default", "Details", Action("events")),
         ("trust", "Trust", Action("trust", (x,))),
         ("mute-1h", "Mute 1 h", Action("mute", (x, "1h"))),
-        ("stop", "Stop", Action("ask-stop", (7, T0, "node"))),
+        ("stop", "Stop", Action("ask-stop", (7, 777, "node"))),  # the exact start, as the guard compares it
     )
 
 
 def test_stop_is_not_offered_when_the_menu_would_not_offer_it():
     other = li()  # owned by uid 1000, no start time: refused before any click
     assert [key for key, _, _ in buttons(notice([rec(other)]), uid=1000)] == ["default", "trust", "mute-1h"]
-    theirs = Listener(Transport.TCP, 4, "0.0.0.0", 8000, classify("0.0.0.0"), owners=(Owner(pid=7, uid=0, name="x", started_at=T0),))
+    seconds_only = Listener(Transport.TCP, 4, "0.0.0.0", 8000, classify("0.0.0.0"), owners=(Owner(pid=7, uid=1000, name="x", started_at=T0),))
+    assert [key for key, _, _ in buttons(notice([rec(seconds_only)]), uid=1000)] == ["default", "trust", "mute-1h"]  # no exact start
+    theirs = Listener(Transport.TCP, 4, "0.0.0.0", 8000, classify("0.0.0.0"), owners=(Owner(pid=7, uid=0, name="x", started_at=T0, start=777),))
     assert [key for key, _, _ in buttons(notice([rec(theirs)]), uid=1000)] == ["default", "trust", "mute-1h"]
     hidden = Listener(Transport.TCP, 4, "0.0.0.0", 8000, classify("0.0.0.0"), owners=(Owner(pid=None, uid=0),))
     assert [key for key, _, _ in buttons(notice([rec(hidden)]), uid=1000)] == ["default", "trust", "mute-1h"]

@@ -175,6 +175,7 @@ def test_stop_is_offered_only_for_own_processes_with_a_known_start():
         "pid 1": (owner(pid=1, name="systemd"), False),
         "other user": (owner(uid=0, user="root"), False),
         "no start time": (Owner(pid=77, uid=1000, name="x"), False),
+        "whole seconds only, no exact start": (Owner(pid=78, uid=1000, name="x", started_at=T0), False),
     }
     for what, (o, offered) in cases.items():
         item = menu.stop_item(li(8000, "0.0.0.0", o), uid=1000)
@@ -289,8 +290,8 @@ def test_the_three_states_look_different_and_the_count_is_drawn():
 # ------------------------------------------------------------------ notifications
 
 
-def rec(id_, port, name="python3", address="0.0.0.0", alert=True, kind=EventKind.OPENED, pid=None, cmd=None):
-    o = Owner(pid=pid or 4000 + id_, uid=1000, name=name, started_at=T0, cmdline=cmd)
+def rec(id_, port, name="python3", address="0.0.0.0", alert=True, kind=EventKind.OPENED, pid=None, cmd=None, start=777):
+    o = Owner(pid=pid or 4000 + id_, uid=1000, name=name, started_at=T0, cmdline=cmd, start=start)
     return Recorded(id_, Event(kind, T0, li(port, address, o)), alert, "test")
 
 
@@ -525,7 +526,7 @@ def test_a_notification_with_buttons_hands_the_clicked_buttons_action_to_the_app
     n._clicked(7, "nonsense")
     assert clicked == [Action("mute", (note.listener, "1h"))]
     n._clicked(7, "stop")
-    assert clicked[-1] == Action("ask-stop", (4242, T0, "python3"))
+    assert clicked[-1] == Action("ask-stop", (4242, 777, "python3"))  # the exact start the guard compares
 
 
 def test_no_buttons_where_the_server_has_no_actions_and_no_escaping_without_markup():

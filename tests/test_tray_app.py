@@ -482,3 +482,45 @@ def test_on_macos_with_the_daemons_launch_agent_the_tray_asks_launchd_to_start_i
     with_agent = Recording()
     assert system.start_daemon(with_agent, tmp_path / "d.log", platform="darwin", run=run, home=tmp_path) is None
     assert calls == [["launchctl", "kickstart", f"gui/{os.getuid()}/portbell.daemon"]] and not hasattr(with_agent, "spawned")
+
+
+def test_a_notifications_stop_button_stops_the_real_process_the_sampler_recorded(tray):
+    """The whole path a click takes: a real process, its Owner as the sampler reads it (the exact
+    start, from /proc on Linux), through the record into the alert's Stop button, its Stop now, and
+    the guard: the process stops. A start one tick off (a reused pid) is refused and signals nothing."""
+    from portbell.daemon.samplers._owners import OwnerReader
+
+    app, writer, clock, notifier = tray
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        owner = OwnerReader().read(child.pid)
+        assert owner is not None and owner.start is not None and owner.pid == child.pid
+        writer.baseline(listener(5432, "127.0.0.1"))
+        app.tick()
+        clock.advance(1)
+        writer.open(Listener(Transport.TCP, 4, "0.0.0.0", 8000, classify("0.0.0.0"), owners=(owner,)))
+        app.tick()
+        for _ in range(5):
+            if notifier.sent:
+                break
+            clock.advance(1.1)
+            app.tick()
+        assert notifier.sent, "the alert never rang"
+        (stop,) = [action for key, _, action in notifier.last["buttons"] if key == "stop"]
+        app.carry_out(stop)  # the notification's Stop: asks first
+        ((key, _, stop_now), _) = notifier.last["buttons"]
+        assert key == "stop-now" and stop_now.args[0] == child.pid
+
+        app.carry_out(Action("stop", (child.pid, owner.start - 1, owner.name)))  # as if the pid now named another process
+        assert notifier.sent[-1][0] == "Not stopped" and "another process" in notifier.sent[-1][1]
+        assert child.poll() is None
+
+        app.carry_out(stop_now)
+        assert notifier.sent[-1][0] == f"Stopping {owner.name}", notifier.sent[-1]
+        code = child.wait(timeout=10)
+        assert code == -15 or os.name != "posix"  # SIGTERM
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+        child.stdin.close()

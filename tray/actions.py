@@ -75,13 +75,14 @@ class Actions:
     def stop(self, pid, start, name) -> None:
         self.tell(*stop_process(pid, start, name))
 
-    def ask_stop(self, pid, started_at, name) -> None:
-        """A notification's Stop button: ask first, in a notification of its own (the menu's second click)."""
+    def ask_stop(self, pid, start, name) -> None:
+        """A notification's Stop button: ask first, in a notification of its own (the menu's second click).
+        `start` is the owner's exact start (Owner.start), passed on to the guard as the menu's Stop does."""
         from ..daemon.words import tray as phrases
 
         title, body = phrases.tray_stop_question(name, pid)
         stop_now, cancel = phrases.TRAY_STOP_BUTTONS
-        yes = (stop_now[0], stop_now[1], Action("stop", (pid, started_at, name)))
+        yes = (stop_now[0], stop_now[1], Action("stop", (pid, start, name)))
         self.app.notifier.send(title, body, timeout_s=30, urgency="critical", buttons=(yes, (cancel[0], cancel[1], None)))
 
     def pause(self, choice: str) -> None:

@@ -167,5 +167,5 @@ def buttons(n: Notice, uid: int | None) -> tuple[tuple[str, str, Action], ...]:
     out.append(("mute-1h", label["mute-1h"], Action("mute", (li, "1h"))))
     owner = next((o for o in li.owners if o.pid is not None), None)
     if owner is not None and stop_refusal_static(owner, uid) is None:
-        out.append(("stop", label["stop"], Action("ask-stop", (owner.pid, owner.started_at, owner.name))))
+        out.append(("stop", label["stop"], Action("ask-stop", (owner.pid, owner.start, owner.name))))
     return tuple(out)
