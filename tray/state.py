@@ -115,25 +115,20 @@ class Record:
 
     def refresh(self) -> bool:
         """Read the record if something was committed since the last call; True when `reading` changed."""
-        try:
-            st = os.stat(self.path)
-            ident = (st.st_dev, st.st_ino)
-        except OSError:
-            ident = None
-        if ident is None:  # no database (yet): the daemon creates it
+        if self.store is None or self.store.replaced():
             self.close()
-            self._ident = None
-            if self.reading is not None:
-                self.reading = None
-                return True
-            return False
-        if self.store is None or ident != self._ident:
-            self.close()
+            if not os.path.exists(self.path):  # no database (yet): the daemon creates it
+                self._ident = None
+                if self.reading is not None:
+                    self.reading = None
+                    return True
+                return False
             try:
                 self.store = Store.open(self.path, readonly=True)
             except StoreError as err:
                 log.debug("record not readable yet: %s", err)
                 return False
+            ident = self.store.conn.ident
             if self._ident is not None and ident != self._ident:
                 log.warning("the record %s was replaced: reading the new one", self.path)
             if ident != self._ident:

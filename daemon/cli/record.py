@@ -70,16 +70,15 @@ def _follow(store, args, version, last, dated, painted, now, stop):
     One cheap pragma per tick while nothing is committed. A record replaced by a new one (the
     daemon moved a damaged one aside when it started) is followed from its first event; a record
     that cannot be read for a moment (being replaced, busy) is said once and waited for."""
-    opened, trouble = _file_of(paths.database()), None
+    trouble = None
     while not stop.wait(0.25):
-        now_file = _file_of(paths.database())
-        if now_file is not None and now_file != opened:
+        if store.replaced():  # against the file it opened: a move during the history's printing counts
             try:
                 fresh = _reader()
             except StoreError:
-                continue  # not a record yet: the daemon is still creating it
+                continue  # none yet, or not a record yet: the daemon is still creating it
             store.close()
-            store, opened, version, last = fresh, now_file, None, 0
+            store, version, last = fresh, None, 0
             print("portbell: the record was replaced by a new one (the old one was moved aside); following it.",
                   file=sys.stderr, flush=True)
         try:
@@ -96,15 +95,6 @@ def _follow(store, args, version, last, dated, painted, now, stop):
                 print(f"portbell: {err}; waiting until it can be read again.", file=sys.stderr, flush=True)
             trouble = str(err)
     return store
-
-
-def _file_of(path) -> tuple[int, int] | None:
-    """Which file is at `path` (device, inode); None when there is none."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
 
 
 def _print_record(rec, as_json: bool, dated: bool = False, painted: bool = False) -> None:

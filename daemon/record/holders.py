@@ -36,8 +36,10 @@ class Connection(sqlite3.Connection):
     """A connection to the record that counts itself in HELD from its open to its close (or collection)."""
 
     _release = None
+    ident: tuple[int, int] | None = None  # the file it opened (device, inode)
 
     def hold(self, ident: tuple[int, int]) -> None:
+        self.ident = ident
         with _HELD_LOCK:
             HELD[ident] = HELD.get(ident, 0) + 1
         self._release = weakref.finalize(self, _let_go, ident)

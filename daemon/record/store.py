@@ -36,6 +36,7 @@ from ..model import (
     value,
 )
 from ..rules import Rule, Verdict, program_of, traces
+from .holders import ident
 from .schema import connect, failed
 
 
@@ -107,6 +108,11 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+
+    def replaced(self) -> bool:
+        """Whether the path now names another file than the one this store reads (the daemon moved
+        a damaged record aside and began a new one), or none at all."""
+        return ident(self.path) != self.conn.ident
 
     def data_version(self) -> int:
         """Changes whenever another connection commits: the cheap way to notice news."""
