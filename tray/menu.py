@@ -260,10 +260,10 @@ def stop_refusal_static(owner: Owner, uid: int | None) -> str | None:
         return "not visible"
     if owner.pid in (0, 1):
         return "never pid 0 or 1"
-    if owner.start is None:  # the exact start the guard compares; without it the click is refused
-        return "start time unknown"
     if uid is not None and owner.uid is not None and owner.uid != uid:
         return f"belongs to {owner.user or f'uid {owner.uid}'}"
+    if owner.start is None:  # the exact start the guard compares; without it the click is refused
+        return "start time unknown"
     return None
 
 

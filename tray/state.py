@@ -142,7 +142,7 @@ class Record:
             if snap is None:  # the daemon has not committed a first sample yet
                 self._version = version
                 return False
-            listeners = tuple(sorted(snap.listeners.values(), key=lambda li: (li.port, str(li.transport), li.address)))
+            listeners = tuple(snap.sorted())  # the one order (model.order)
             reading = Reading(listeners, self.store.current_since(), snap.complete, self.store.decisions(), self.store.last_id())
         except (sqlite3.Error, StoreError, ValueError, KeyError) as err:
             log.warning("cannot read the record (%s); will reopen it", err)
