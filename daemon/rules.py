@@ -256,9 +256,10 @@ class Policy:
             return Verdict(True, "first time this program listens, on loopback")
         if anonymous:
             return Verdict(True, f"reachable from other machines ({li.exposure}), by a program nobody can name")
-        if memory.key_seen(li.key, program):
+        seen = _seen_before(li, program, memory)
+        if seen == "key":
             return Verdict(False, f"{li.exposure}, but this program has listened on {li.endpoint} before")
-        if is_random_port(li.port) and memory.program_seen(program, li.exposure, li.transport, random_port=True):
+        if seen == "random":
             return Verdict(False, f"{li.exposure}, but this program re-opens random ports at this exposure")
         return Verdict(True, f"reachable from other machines ({li.exposure})")
 
@@ -277,6 +278,17 @@ class Policy:
         return Verdict(False, "changed owner within the same program")
 
 
+def _seen_before(li: Listener, program: str, memory: Memory) -> str | None:
+    """The novelty memory's answer for an opened listener: "key" (this program held this very key
+    before), "random" (a random port, and it opened random ports at this exposure and transport
+    before), or None: news."""
+    if memory.key_seen(li.key, program):
+        return "key"
+    if is_random_port(li.port) and memory.program_seen(program, li.exposure, li.transport, random_port=True):
+        return "random"
+    return None
+
+
 def _nameless_on_loopback(li: Listener, program: str, memory: Memory) -> Verdict:
     """First-seen for a loopback listener whose owner is a uid alone: per key, and per random-port
     habit of that uid (see the module docstring)."""
@@ -286,11 +298,11 @@ def _nameless_on_loopback(li: Listener, program: str, memory: Memory) -> Verdict
         by = f"loopback, by a program of {who} nobody can name"
     else:
         who, by = "an owner nobody can name", "loopback, by a program nobody can name"
-    random_port = is_random_port(li.port)
-    if memory.key_seen(li.key, program):
+    seen = _seen_before(li, program, memory)
+    if seen == "key":
         return Verdict(False, f"{by}; {who} has listened on {li.endpoint} before")
-    if random_port and memory.program_seen(program, Exposure.LOOPBACK, li.transport, random_port=True):
+    if seen == "random":
         return Verdict(False, f"{by}; {who} re-opens random {li.transport} ports on loopback")
-    if random_port:
+    if is_random_port(li.port):
         return Verdict(True, f"{by}: the first random {li.transport} port {who} opens on loopback")
     return Verdict(True, f"{by}: the first time {who} listens on {li.endpoint}")
