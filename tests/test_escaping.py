@@ -106,3 +106,39 @@ def test_phrases_for_notifications_carry_no_control_character(renamed):
     rec = Recorded(1, Event(EventKind.OPENED, li.owners[0].started_at, li), True, "new")
     for text in (words.owners_phrase(li), words.owners_tag(li), words.event_sentence(rec), words.first_name(li)):
         assert text.isprintable(), repr(text)
+
+
+def test_doctors_fix_line_escapes_the_last_holders_command_line_and_name(renamed, tmp_path):
+    """The child is sampled for real, then recorded as closed: `portbell doctor` on its port names it
+    in the last-listener fix (`start it again: ...`, or `start NAME again` without a command line)."""
+    import os
+    from datetime import datetime, timedelta, timezone
+
+    from portbell.daemon.model import Event, EventKind, Listener, snapshot_of
+    from portbell.daemon.model._valueclass import replace
+    from portbell.daemon.record import Store
+    from portbell.daemon.rules import Verdict
+    from portbell.daemon.samplers import create
+
+    proc, port = renamed
+    with create("sockdiag") as sampler:
+        li = next(li for li in sampler.sample().listeners.values() if li.port == port)
+    assert li.owners[0].name == NAME and li.owners[0].cmdline[-1] == ARG
+    proc.stdin.close()
+    proc.wait(10)
+    nameless = replace(li, owners=(replace(li.owners[0], cmdline=()),))
+    for state, was in (("with-cmdline", li), ("name-only", nameless)):
+        closed_at = datetime.now(timezone.utc) - timedelta(minutes=5)
+        store = Store.open(tmp_path / state / "portbell.db")
+        try:
+            store.record(snapshot_of([], closed_at), [(Event(EventKind.CLOSED, closed_at, was), Verdict(False, "test"))])
+        finally:
+            store.close()
+        done = portbell("doctor", f"127.0.0.1:{port}", env={**os.environ, "PORTBELL_STATE_DIR": str(tmp_path / state)})
+        assert done.returncode == 1, done.stderr
+        assert_escaped(done.stdout)
+        (fix,) = [line for line in done.stdout.splitlines() if "again" in line]
+        if was is li:
+            assert "start it again: `" in fix and "\\x1b[8mhidden\\nloopback sshd" in fix, fix
+        else:
+            assert "start \\x1b[2Jx\\nsshd again" in fix, fix

@@ -155,6 +155,17 @@ def test_command_line_quotes_escapes_and_cuts():
     assert len(words.command_line(["z" * 400])) == 300
 
 
+
+def test_tray_command_escapes_control_characters_and_still_cuts():
+    from portbell.daemon.words import tray
+
+    line = tray.tray_command(["evil\x1b[2J", "--x\x07", "python3 -c 'a'\nprint(1)"])
+    assert "\x1b" not in line and "\x07" not in line
+    assert line == "evil\\x1b[2J --x\\x07 python3 -c 'a' ..."
+    assert line.isprintable()
+    assert tray.tray_command(["\x1b" * 40], limit=20) == "\\x1b" * 4 + "\\..."
+
+
 # ------------------------------------------------------------------ times
 
 

@@ -44,20 +44,16 @@ def _recorded_history() -> tuple[LastHolder | None, Any]:
     return store.last_holder, store
 
 
-def command(args, last_holder: LastHolder | None = None) -> int:
+def command(args) -> int:
     """`portbell doctor`: 0 when a connection would succeed, 1 when not (UsageError -> 2 in cli.main).
-
-    `last_holder` None: use the daemon's record when there is one.
-    """
+    The history is the daemon's record when there is one."""
     from .. import samplers
     from ..doctor import examine, parse_target, report
     from ..model import Transport
 
     transport = Transport.UDP if getattr(args, "udp", False) else Transport.TCP
     parse_target(args.target)  # bad input fails before any sampler opens
-    store = None
-    if last_holder is None:
-        last_holder, store = _recorded_history()
+    last_holder, store = _recorded_history()
     sampler, _skipped = samplers.open_sampler(getattr(args, "sampler", None))
     try:
         diagnosis = examine(

@@ -14,7 +14,7 @@ from ..words import tray as phrases
 from ..errors import PortbellError, StoreError, UsageError
 from ..model import SCHEMA_VERSION, Exposure, Transport, iso, replace
 from ..when import parse_since
-from ._args import colour, count, duration, pid, port, row_id, user
+from ._args import colour, count, duration, pid, port, row_id, transport_filter, transport_options, user
 
 
 def _reader():
@@ -102,7 +102,8 @@ def _print_record(rec, as_json: bool, dated: bool = False, painted: bool = False
 
 
 def cmd_history(args) -> int:
-    transport = "tcp" if args.tcp else "udp" if args.udp else None
+    wanted = transport_filter(args)
+    transport = str(wanted) if wanted is not None else None
     store = _reader()
     try:
         holdings = store.history(args.port, transport)
@@ -138,7 +139,6 @@ def cmd_history(args) -> int:
 
 def cmd_status(args) -> int:
     from ..service import InstanceLock
-    from ..errors import StoreError
 
     pid = InstanceLock.holder(paths.lock_file())
     failing = InstanceLock.note_of(paths.lock_file())  # e.g. "writes failing since ...: disk full"
@@ -207,11 +207,9 @@ def _tray_note(lock) -> dict | None:
 def _last_sample(info: dict | None) -> datetime | None:
     """When the running daemon last sampled: the instance lock's mtime, which it stamps after every
     sample, else the last sample its heartbeat recorded."""
-    import os
-
     recorded = info.get("last_sample_at") if info else None
     moments = [datetime.fromisoformat(recorded)] if recorded else []
-    if info and info.get("last_sample_at"):
+    if recorded:
         try:
             moments.append(datetime.fromtimestamp(os.stat(paths.lock_file()).st_mtime, timezone.utc))
         except OSError:
@@ -344,9 +342,7 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("history", help="who held a port, from when to when")
     p.add_argument("port", type=port, help="the port")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--tcp", action="store_true", help="TCP only")
-    group.add_argument("--udp", action="store_true", help="UDP only")
+    transport_options(p)
     p.add_argument("--json", action="store_true", help="one JSON document (version 1)")
     p.set_defaults(func=cmd_history)
 

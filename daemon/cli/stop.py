@@ -27,12 +27,14 @@ def _ask(question: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def _closed(args, keys) -> bool:
-    """Whether the listeners' keys are gone within WAIT_S, sampled every 0.1 s by one sampler."""
+def _closed(args, port: int, keys) -> bool:
+    """Whether the listeners' keys (all on `port`) are gone within WAIT_S, sampled every 0.1 s by
+    one sampler that looks at that port only."""
     sampler = open_sampler(args)
+    only = frozenset({port})
     try:
         deadline = time.monotonic() + WAIT_S
-        while any(k in sampler.sample().listeners for k in keys):
+        while any(k in sampler.sample(only).listeners for k in keys):
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.1)
@@ -43,7 +45,7 @@ def _closed(args, keys) -> bool:
 
 def cmd_stop(args) -> int:
     addresses, port = parse_target(args.target)
-    snap = sample(args)
+    snap = sample(args, frozenset({port}))  # matching and elsewhere look at this port only
     wanted = transport_filter(args)
     found = matching(snap, addresses, port, wanted)
     if not found:
@@ -80,7 +82,7 @@ def cmd_stop(args) -> int:
             sent.append(owner)
         else:
             refused = True
-    if sent and not _closed(args, {li.key for li in found}):
+    if sent and not _closed(args, port, {li.key for li in found}):
         print(f"Port {port} still listens {WAIT_S:g}s after SIGTERM: the process may ignore it (`portbell who {args.target}`).")
         return 1
     if sent:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
@@ -215,9 +214,9 @@ def _history(asked: Transport, port: int, last_holder: LastHolder | None, now: d
     li, closed_at = last
     owner = li.owners[0] if li.owners else None
     if owner is not None and owner.cmdline:
-        fix = f"start it again: `{shlex.join(owner.cmdline)}`"
+        fix = f"start it again: `{words.command_line(owner.cmdline)}`"
     elif owner is not None and owner.name:
-        fix = f"start {owner.name} again, and look at its log for why it stopped"
+        fix = f"start {words.printable(owner.name)} again, and look at its log for why it stopped"
     else:
         fix = "start the server again, and look at its log for why it stopped"
     return Finding(

@@ -1,6 +1,5 @@
 """The compose layer: the poll loop (Monitor, run), the daemon around it, the instance lock, sd_notify."""
 
-from ..errors import AlreadyRunning  # noqa: F401 (until the tray imports it from errors)
 from .daemon import Daemon, run_daemon
 from .lock import InstanceLock
 from .monitor import Monitor, Poll, run

@@ -4,7 +4,7 @@ says about its toolkit. Part of the one wording module (daemon/words): `from ..d
 from __future__ import annotations
 
 from ..model import Listener
-from . import first_name, partial_view, printable, short, unit_label
+from . import first_name, printable, short, unit_label
 
 
 TRAY_TITLE_MAX = 40  # characters; xfce4-notifyd cuts titles wider than about 300 px
@@ -48,9 +48,9 @@ def tray_burst_title(count: int, exposed: int) -> str:
 
 def tray_command(argv, limit: int = TRAY_COMMAND_MAX) -> str:
     """A command line for a notification: one line, a multi-line argument (a `python -c` script)
-    cut at its first line, at most `limit` characters."""
+    cut at its first line, control characters escaped, at most `limit` characters."""
     args = [a.strip().splitlines()[0] + " ..." if "\n" in a.strip() else a for a in argv]
-    return short(" ".join(args), limit)
+    return short(printable(" ".join(args)), limit)
 
 
 def tray_stop_question(name: str | None, pid: int) -> tuple[str, str]:
