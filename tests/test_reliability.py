@@ -68,6 +68,29 @@ def test_a_coverage_flip_records_what_opened_and_closed_and_takes_owners_silentl
     again.close()
 
 
+def test_a_sink_added_after_the_per_sink_cursors_starts_at_the_newest_record_whatever_the_old_marker(tmp_path):
+    """A record from before per-sink cursors holds one marker for all sinks: it serves only until
+    the sinks' own cursors are kept; a sink configured later starts at the newest record."""
+    store = Store.open(tmp_path / "portbell.db")
+    daemon = Daemon(store=store, sampler=Replay(snapshot_of([li(1)], T0, sampler="replay"), snapshot_of([li(1), li(2)], T0, sampler="replay")),
+                    config=Config(), config_path=None)
+    daemon.step()
+    daemon.step()
+    daemon.close()
+    newest = store.last_id()
+    store.set_meta("sinks_delivered", "1")
+    jsonl = {"path": str(tmp_path / "a.jsonl")}
+    first = Daemon(store=store, sampler=Replay(), config=Config(sinks={"jsonl": jsonl}), config_path=None)
+    assert first._cursors == {"jsonl": 1}  # the old marker: what it had delivered
+    first.close()
+    store.set_cursors({"jsonl": newest})  # as the first daemon kept it, once it caught up
+    both = {"jsonl": jsonl, "prometheus": {"path": str(tmp_path / "portbell.prom")}}
+    later = Daemon(store=store, sampler=Replay(), config=Config(sinks=both), config_path=None)
+    assert later._cursors == {"jsonl": newest, "prometheus": newest}
+    later.close()
+    store.close()
+
+
 @pytest.mark.skipif(not (LINUX and is_root()), reason="the owner search through every process needs root and Linux")
 def test_a_socket_no_process_holds_keeps_the_root_view_complete():
     from portbell.daemon.samplers import create

@@ -166,8 +166,8 @@ class Daemon:
         sinks = build(tables)
         cursors = self.store.cursors()
         legacy = self.store.meta("sinks_delivered")  # before cursors were per sink: one marker for all
-        if legacy and legacy.isdigit():
-            cursors = {s.name: cursors.get(s.name, int(legacy)) for s in sinks}
+        if legacy and legacy.isdigit() and not cursors:  # only until the first per-sink cursors are kept
+            cursors = {s.name: int(legacy) for s in sinks}
         owed = [s.name for s in sinks if cursors.get(s.name, self._newest) < self._newest]
         if owed:
             log.warning("sinks %s are behind the record: handing them what they did not get before the last stop", ", ".join(owed))
