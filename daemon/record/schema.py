@@ -8,6 +8,7 @@ import os
 import sqlite3
 import stat
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable
 from urllib.parse import quote
@@ -379,16 +380,26 @@ def check(conn: sqlite3.Connection, path: Path) -> None:
 def migrate(conn: sqlite3.Connection) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     for target in sorted(v for v in MIGRATIONS if v > version):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             for statement in _statements(MIGRATIONS[target]):
                 conn.execute(statement)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {target}")
-            conn.execute("COMMIT")
-        except BaseException:
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection):
+    """BEGIN IMMEDIATE, then COMMIT; rolled back on any failure, a COMMIT's too (a full disk fails
+    there), and never left open. Rolled back only if SQLite has not done it already, so the error
+    raised is the one that happened."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
             conn.execute("ROLLBACK")
-            raise
+        raise
 
 
 def _statements(script: str) -> Iterable[str]:

@@ -37,7 +37,7 @@ from ..model import (
 )
 from ..rules import Rule, Verdict, program_of, traces
 from .holders import ident
-from .schema import connect, failed
+from .schema import connect, failed, transaction
 
 
 def _ts(moment: datetime) -> float:
@@ -154,7 +154,7 @@ class Store:
         """Commit several polls, oldest first, in one transaction (what waited for a full disk):
         each is (snapshot, [(event, verdict)], baseline, found_at_start, refresh)."""
         out: list[Recorded] = []
-        with self._transaction():
+        with transaction(self.conn):
             for snapshot, events, baseline, found_at_start, refresh in polls:
                 out += self._record_one(snapshot, events, baseline, found_at_start, refresh)
         return out
@@ -216,30 +216,8 @@ class Store:
             (program, str(exposure), str(transport), int(random_port), now, now),
         )
 
-    def _transaction(self):
-        store = self
-
-        class _Tx:
-            def __enter__(self):
-                store.conn.execute("BEGIN IMMEDIATE")
-
-            def __exit__(self, kind, _value, _tb):
-                if kind is None:
-                    try:
-                        store.conn.execute("COMMIT")
-                        return False
-                    except sqlite3.Error:  # a full disk fails at COMMIT: never stay inside the transaction
-                        if store.conn.in_transaction:
-                            store.conn.execute("ROLLBACK")
-                        raise
-                if store.conn.in_transaction:
-                    store.conn.execute("ROLLBACK")
-                return False
-
-        return _Tx()
-
     def set_meta(self, key: str, value: str) -> None:
-        with self._transaction():
+        with transaction(self.conn):
             self._put(key, value)
 
     def cursors(self) -> dict[str, int]:
@@ -248,16 +226,16 @@ class Store:
         return {key[5:]: int(value) for key, value in rows if value.isdigit()}
 
     def set_cursors(self, cursors: dict[str, int]) -> None:
-        with self._transaction():
+        with transaction(self.conn):
             for name, record_id in cursors.items():
                 self._put(f"sink:{name}", str(record_id))
 
     def heartbeat(self, info: dict) -> None:
-        with self._transaction():
+        with transaction(self.conn):
             self._put("daemon", json.dumps(info))
 
     def prune(self, *, older_than: datetime, max_rows: int) -> int:
-        with self._transaction():
+        with transaction(self.conn):
             n = self.conn.execute("DELETE FROM events WHERE at < ?", (_ts(older_than),)).rowcount
             n += self.conn.execute(
                 "DELETE FROM events WHERE id <= (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?)", (max_rows,)
@@ -386,7 +364,7 @@ class Store:
     # ------------------------------------------------------------ decisions
 
     def add_decision(self, rule: Rule) -> int:
-        with self._transaction():
+        with transaction(self.conn):
             cur = self.conn.execute(
                 "INSERT INTO decisions (action, program, port_low, port_high, exposures, transport, user, until, pid,"
                 " started_at, source, created_at, unit) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -402,7 +380,7 @@ class Store:
         return cur.lastrowid
 
     def remove_decision(self, rule_id: int) -> bool:
-        with self._transaction():
+        with transaction(self.conn):
             return self.conn.execute("DELETE FROM decisions WHERE id = ?", (rule_id,)).rowcount > 0
 
     def decisions(self) -> tuple[Rule, ...]:
