@@ -13,6 +13,14 @@ def is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
+def stop_on_signals(stop) -> None:
+    """TERM and Ctrl-C set `stop`: a command that runs until stopped ends cleanly, between two steps."""
+    import signal  # here: the quick commands never need it
+
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+
 def sampler_option(p) -> None:
     p.add_argument("--sampler", choices=("sockdiag", "psutil"), help="force a sampler (default: the best that works here)")
 

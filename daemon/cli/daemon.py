@@ -12,7 +12,7 @@ import threading
 from .. import paths, words
 from ..config import INTERVAL_RANGE_S
 from ..model import replace
-from ._args import colour, seconds
+from ._args import colour, seconds, stop_on_signals
 from .config import config_path
 
 log = logging.getLogger("portbell")
@@ -45,8 +45,7 @@ def cmd_daemon(args) -> int:
         daemon = Daemon(store=store, sampler=sampler, config=config, config_path=path, out=out)
         daemon.note = lock.note  # failing writes, where `status` finds them even on a full disk
         stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        stop_on_signals(stop)
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, lambda *_: setattr(daemon, "reload_requested", True))
         print(

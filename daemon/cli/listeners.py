@@ -10,7 +10,7 @@ from ..errors import SampleError, UsageError
 from ..model import SCHEMA_VERSION, Transport
 from ._args import (
     colour, filter_options, is_root, listener_filter, open_sampler, print_json, sample, sampler_option, seconds,
-    transport_filter, transport_options,
+    stop_on_signals, transport_filter, transport_options,
 )
 
 FILTERS = ("port", "process", "user", "exposure", "unit", "tcp", "udp")
@@ -119,16 +119,6 @@ def elsewhere(listeners, addresses, port, transport) -> list[str]:
     return lines
 
 
-def _stop_on_signals(stop) -> None:
-    import signal
-
-    def handler(signum, _frame):
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-
-
 def cmd_watch(args) -> int:
     import threading
 
@@ -136,7 +126,7 @@ def cmd_watch(args) -> int:
 
     sampler = open_sampler(args)
     stop = threading.Event()
-    _stop_on_signals(stop)
+    stop_on_signals(stop)
     monitor = Monitor(sampler)
     wanted, painted = listener_filter(args), colour(args)
 

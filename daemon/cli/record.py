@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import threading
 from datetime import datetime, timezone
@@ -14,7 +13,7 @@ from ..words import tray as phrases
 from ..errors import PortbellError, StoreError, UsageError
 from ..model import SCHEMA_VERSION, Exposure, Transport, iso, replace
 from ..when import parse_since
-from ._args import colour, count, duration, pid, port, row_id, transport_filter, transport_options, user
+from ._args import colour, count, duration, pid, port, row_id, stop_on_signals, transport_filter, transport_options, user
 
 
 def _reader():
@@ -37,8 +36,7 @@ def cmd_events(args) -> int:
         raise UsageError(f"--since: {err}") from None
     stop = threading.Event()
     if args.follow:  # from the start: a TERM while the history prints still ends cleanly
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        stop_on_signals(stop)
         print("portbell: following the daemon's record (Ctrl-C stops).", file=sys.stderr, flush=True)
     store = _reader()
     painted = colour(args)
