@@ -24,6 +24,15 @@ from .model import value
 from .words import printable
 
 
+def stat_fields(data: bytes) -> tuple[bytes, int, int]:
+    """From the bytes of /proc/<pid>/stat: the command name (as the kernel keeps it, 15 bytes at
+    most), the parent's pid, and the exact start (field 22: clock ticks since boot). IndexError or
+    ValueError when they are not such a file's."""
+    close = data.rfind(b")")  # the name may hold spaces and parentheses: it ends at the last ")"
+    rest = data[close + 2 :].split()
+    return data[data.find(b"(") + 1 : close], int(rest[1]), int(rest[19])
+
+
 def start_of(pid: int, proc=None) -> int | float | None:
     """The exact start of `pid`: clock ticks since boot on Linux, psutil's create_time elsewhere;
     None when it cannot be read. `proc` is a psutil.Process already at hand (not needed on Linux)."""
@@ -31,7 +40,7 @@ def start_of(pid: int, proc=None) -> int | float | None:
         try:
             with open(f"/proc/{pid}/stat", "rb") as f:
                 data = f.read()
-            return int(data[data.rfind(b")") + 2 :].split()[19])  # field 22: starttime
+            return stat_fields(data)[2]
         except (OSError, IndexError, ValueError):
             return None
     import psutil

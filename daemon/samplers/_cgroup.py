@@ -144,7 +144,7 @@ def _app(part: str) -> tuple[UnitKind, str] | None:
     return (UnitKind.FLATPAK if launcher == "flatpak" else UnitKind.SNAP if launcher == "snap" else UnitKind.APP), ident
 
 
-def _status_uids(root: str, pid: int) -> tuple[int, ...] | None:
+def status_uids(root: str, pid: int) -> tuple[int, ...] | None:
     """(real, effective) uid from /proc/<pid>/status, readable by anyone; None when gone."""
     try:
         with open(f"{root}/{pid}/status", "rb") as f:
@@ -273,7 +273,7 @@ class Cgroups:
             return len(pids)
         out = []
         for pid in pids:
-            uids = _status_uids(self.proc_root, pid)
+            uids = status_uids(self.proc_root, pid)
             if uids is not None and uid in uids:
                 out.append(pid)
         return tuple(out)

@@ -21,6 +21,8 @@ from functools import lru_cache
 
 from ..addresses import classify, is_dual_stack
 from ..model import Listener, Owner, Transport, Unit, sort_owners
+from ..process import stat_fields
+from ._cgroup import status_uids
 from ._forwarders import forward_for
 
 PROC = "/proc"
@@ -76,20 +78,19 @@ class OwnerReader:
         try:
             with open(f"{base}/stat", "rb") as f:
                 stat = f.read()
-            close = stat.rfind(b")")
-            fields = stat[close + 2 :].split()
-            start = int(fields[19])  # exact, in clock ticks since boot: the stop guard compares it
+            comm, ppid, start = stat_fields(stat)  # start: exact, in clock ticks; the stop guard compares it
             started = datetime.fromtimestamp(int(start / _CLOCK_TICKS + self._boot_time()), timezone.utc)
             cached = self._cached(pid, started, start)
             if cached is not None:
                 return cached
-            with open(f"{base}/status", "rb") as f:
-                uid = next((int(line.split()[1]) for line in f if line.startswith(b"Uid:")), None)
-            ppid = int(fields[1])
         except (OSError, ValueError, IndexError):
+            uids = None
+        else:
+            uids = status_uids(self._root, pid)
+        if uids is None:  # gone (or not a process's files)
             self._cache.pop(pid, None)
             return None
-        name = os.fsdecode(stat[stat.find(b"(") + 1 : close])
+        uid, name = uids[0], os.fsdecode(comm)
         cmdline = _cmdline(base)
         if len(name) >= 15 and cmdline and os.path.basename(cmdline[0]).startswith(name):
             name = os.path.basename(cmdline[0])  # the kernel keeps 15 bytes of it

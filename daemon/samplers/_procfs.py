@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 
 from ..model import value
+from ..process import stat_fields
 
 PROC = "/proc"
 
@@ -53,13 +54,11 @@ def _read_proc(root: str, pid: int) -> Proc | None:
             os.close(fd)
     except OSError:
         return None
-    close = data.rfind(b")")
-    rest = data[close + 2 :].split()
-    comm = data[data.find(b"(") + 1 : close].decode("utf-8", "replace")
     try:
-        return Proc(pid, int(rest[19]), int(rest[1]), uid, comm)
+        comm, ppid, start = stat_fields(data)
     except (IndexError, ValueError):
         return None
+    return Proc(pid, start, ppid, uid, comm.decode("utf-8", "replace"))
 
 
 DENIED = None  # what socket_inodes returns for a process whose descriptors we may not read
