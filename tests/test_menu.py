@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from portbell.daemon.addresses import classify
-from portbell.daemon.model import Listener, Owner, Transport
+from portbell.daemon.model import Listener, Owner, Transport, replace
 from portbell.tray import menu
 from portbell.tray.menu import Action, Item, View
 
@@ -207,7 +207,8 @@ def test_the_menu_never_offers_to_stop_pid_0():
 
 def test_stop_refusals_name_the_reason():
     assert menu.stop_refusal_static(owner(pid=None), 1000) == "not visible"
-    assert menu.stop_refusal_static(owner(started=None), 1000) == "start time unknown"
+    no_exact_start = replace(owner(), start=None)  # a record from before exact starts: seconds only
+    assert menu.stop_refusal_static(no_exact_start, 1000) == "start time unknown"
     assert menu.stop_refusal_static(owner(uid=0, user=None), 1000) == "belongs to uid 0"
     assert menu.stop_refusal_static(owner(uid=0, user="root"), 1000) == "belongs to root"
     assert menu.stop_refusal_static(owner(uid=0), None) is None  # the tray's uid unknown: the click checks
